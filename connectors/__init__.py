@@ -1,0 +1,1 @@
+"""Cohub's built-in connectors, each registered through the ``cohub`` entry points."""

@@ -1,0 +1,270 @@
+"""Flat-file source: delimited export files in a folder, mapped to canonical records.
+
+District payroll and HR systems export nightly CSV (or pipe-delimited) files. A connection names
+the folder, the file encoding and, per stream, a *mapping profile*: which file column fills which
+record field, the date format, and how the account code is laid out (see
+`hub.sdk.ACCOUNT_LAYOUTS`). Each file is read once: the state remembers every file's checksum and
+how many rows were delivered, so a run resumes mid-file after a crash and skips files it has
+finished; a file whose content changed is read again (destinations upsert, nothing duplicates).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import time
+import typing
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from hub import sdk
+
+#: Folded into one converter per field so the per-row loop does no type dispatch.
+Converter = Callable[[str], Any]
+
+
+class StreamProfile(sdk.Options, kw_only=True):
+    """How one kind of export file maps to one canonical record."""
+
+    record: str
+    pattern: str = "*.csv"
+    columns: dict[str, str]
+    account_column: str | None = None
+    date_format: str = "%Y-%m-%d"
+    datetime_format: str | None = None
+    constants: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class FlatFileOptions(sdk.Options, kw_only=True):
+    """A folder of delimited files."""
+
+    folder: str
+    delimiter: str = ","
+    encoding: str = "utf-8-sig"
+    account_layout: str = "nys"
+    #: Files modified more recently than this are being written: leave them for the next run.
+    settle_seconds: float = 0.0
+    streams: dict[str, StreamProfile]
+
+
+class FlatFileSource(sdk.Connector[FlatFileOptions]):
+    """CSV, pipe-delimited and other delimited export files in a local folder."""
+
+    name = "flat_file"
+    title = "Flat files (CSV, pipe-delimited) in a folder"
+    options = FlatFileOptions
+
+    async def check(self) -> None:
+        folder = self.context.resolve_path(self.config.folder)
+        if not folder.is_dir():
+            raise sdk.ConnectorConfigError(f"folder {folder} does not exist")
+        for name, profile in self.config.streams.items():
+            Mapping(profile, self.config.account_layout, name)
+
+    async def streams(self) -> list[sdk.StreamSpec]:
+        return [
+            sdk.StreamSpec(
+                name=name, record=profile.record, description=f"files matching {profile.pattern}"
+            )
+            for name, profile in self.config.streams.items()
+        ]
+
+    def _profile(self, stream: str) -> StreamProfile:
+        try:
+            return self.config.streams[stream]
+        except KeyError:
+            raise sdk.ConnectorConfigError(
+                f"no stream {stream!r}; this connection has {', '.join(self.config.streams)}"
+            ) from None
+
+    async def read(self, stream: str, state: sdk.State | None) -> AsyncIterator[sdk.Batch]:
+        profile = self._profile(stream)
+        mapping = Mapping(profile, self.config.account_layout, stream)
+        folder = self.context.resolve_path(self.config.folder)
+        if not folder.is_dir():
+            raise sdk.ConnectorConfigError(f"folder {folder} does not exist")
+        files: dict[str, dict[str, Any]] = dict((state or {}).get("files", {}))
+        now = time.time()
+        for path in sorted(folder.glob(profile.pattern)):
+            if not path.is_file() or now - path.stat().st_mtime < self.config.settle_seconds:
+                continue
+            checksum = _sha256(path)
+            seen = files.get(path.name)
+            if seen and seen["sha256"] == checksum and seen["complete"]:
+                continue
+            start = seen["rows"] if seen and seen["sha256"] == checksum else 0
+            delivered = start
+            for records, rejects, rows in self._batches(path, mapping, start):
+                delivered += rows
+                files[path.name] = {"sha256": checksum, "rows": delivered, "complete": False}
+                yield sdk.Batch(records=records, rejects=rejects, state={"files": dict(files)})
+            files[path.name] = {"sha256": checksum, "rows": delivered, "complete": True}
+            yield sdk.Batch(records=[], state={"files": dict(files)})
+
+    def _batches(
+        self, path: Path, mapping: Mapping, start: int
+    ) -> Iterator[tuple[list[sdk.Record], list[sdk.Reject], int]]:
+        fallback_updated = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        with path.open(newline="", encoding=self.config.encoding) as handle:
+            reader = csv.reader(handle, delimiter=self.config.delimiter)
+            header = next(reader, None)
+            if header is None:
+                return
+            build = mapping.compile([h.strip() for h in header], fallback_updated, path.name)
+            for _ in range(start):
+                next(reader, None)
+            line = start + 1  # data rows counted from 1 after the header, as the position says
+            while True:
+                chunk = list(_take(reader, self.batch_size))
+                if not chunk:
+                    return
+                records, rejects = build(chunk, line)
+                line += len(chunk)
+                yield records, rejects, len(chunk)
+
+    def map_raw(self, stream: str, raw: dict[str, Any]) -> sdk.Record:
+        mapping = Mapping(self._profile(stream), self.config.account_layout, stream)
+        header = list(raw)
+        records, rejects = mapping.compile(header, datetime.now(UTC), "replay")(
+            [[raw[h] for h in header]], 1
+        )
+        if rejects:
+            raise sdk.BadRecord(rejects[0].reason, position=rejects[0].position)
+        return records[0]
+
+
+def _take(reader: Iterator[list[str]], count: int) -> Iterator[list[str]]:
+    for _, row in zip(range(count), reader, strict=False):
+        yield row
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Mapping:
+    """A stream profile made ready to run: per-field converters, the account layout, the record."""
+
+    def __init__(self, profile: StreamProfile, layout: str, stream: str) -> None:
+        try:
+            self.record = sdk.record_type(profile.record)
+        except KeyError as error:
+            raise sdk.ConnectorConfigError(f"stream {stream!r}: {error.args[0]}") from None
+        self.profile = profile
+        if layout in sdk.ACCOUNT_LAYOUTS:
+            self.layout = sdk.ACCOUNT_LAYOUTS[layout]
+        else:
+            self.layout = sdk.AccountLayout("custom", layout)
+        hints = typing.get_type_hints(self.record)
+        fields = {f.name for f in msgspec.structs.fields(self.record)}
+        unknown = sorted(set(profile.columns) - fields)
+        if unknown:
+            raise sdk.ConnectorConfigError(
+                f"stream {stream!r}: {profile.record} has no field {unknown[0]!r}"
+            )
+        self.converters = {name: self._converter(hints[name]) for name in profile.columns}
+
+    def _converter(self, hint: Any) -> Converter | None:
+        kinds = {hint, *typing.get_args(hint)}
+        if date in kinds:
+            fmt = self.profile.date_format
+            return lambda text: datetime.strptime(text, fmt).date()
+        if datetime in kinds and self.profile.datetime_format:
+            fmt = self.profile.datetime_format
+            return lambda text: datetime.strptime(text, fmt)
+        if Decimal in kinds or any(
+            typing.get_origin(k) is typing.Annotated and Decimal in typing.get_args(k)
+            for k in kinds
+        ):
+            return _decimal
+        return None
+
+    def compile(
+        self, header: list[str], fallback_updated: datetime, file_name: str
+    ) -> Callable[[list[list[str]], int], tuple[list[sdk.Record], list[sdk.Reject]]]:
+        """A function that maps a chunk of rows of a file with `header` to records and rejects."""
+        index = {name: i for i, name in enumerate(header)}
+        missing = [c for c in self.profile.columns.values() if c not in index]
+        if self.profile.account_column and self.profile.account_column not in index:
+            missing.append(self.profile.account_column)
+        if missing:
+            raise sdk.ConnectorConfigError(
+                f"{file_name}: missing column {missing[0]!r} (has: {', '.join(header)})"
+            )
+        plan = [
+            (field, index[column], self.converters[field])
+            for field, column in self.profile.columns.items()
+        ]
+        account = index.get(self.profile.account_column or "")
+        constants = dict(self.profile.constants)
+        parse_account = self.layout.parse
+        has_updated = "updated_at" in self.profile.columns
+        width = len(header)
+
+        def build(
+            rows: list[list[str]], first_line: int
+        ) -> tuple[list[sdk.Record], list[sdk.Reject]]:
+            mapped: list[dict[str, Any]] = []
+            sources: list[list[str]] = []
+            positions: list[str] = []
+            early: list[sdk.Reject] = []
+            for offset, row in enumerate(rows):
+                position = f"{file_name}:{first_line + offset}"
+                try:
+                    if len(row) != width:
+                        raise ValueError(f"has {len(row)} columns, the header has {width}")
+                    out = dict(constants)
+                    for field, column, convert in plan:
+                        text = row[column].strip()
+                        if text:
+                            out[field] = convert(text) if convert else text
+                    if account is not None:
+                        out["account"] = parse_account(row[account])
+                    if not has_updated:
+                        out["updated_at"] = fallback_updated
+                except (ValueError, InvalidOperation) as error:
+                    early.append(
+                        sdk.Reject(
+                            position=position,
+                            reason=str(error),
+                            raw=dict(zip(header, row, strict=False)),
+                        )
+                    )
+                    continue
+                mapped.append(out)
+                sources.append(row)
+                positions.append(position)
+            if not mapped:
+                return [], early
+            records, failures = sdk.convert_rows(self.record, mapped)
+            for index, reason in failures:
+                raw = dict(zip(header, sources[index], strict=False))
+                early.append(sdk.Reject(position=positions[index], reason=reason, raw=raw))
+            return records, early
+
+        return build
+
+
+def _decimal(text: str) -> Decimal:
+    """Money as exports write it: ``1,234.50``, ``$12.00``, ``(12.00)`` for a negative."""
+    cleaned = text.replace(",", "").replace("$", "")
+    if cleaned.startswith("(") and cleaned.endswith(")"):
+        cleaned = "-" + cleaned[1:-1]
+    try:
+        return Decimal(cleaned)
+    except InvalidOperation:
+        raise ValueError(f"{text!r} is not an amount") from None
+
+
+@sdk.hookimpl
+def cohub_register_connectors(register):
+    register(FlatFileSource)

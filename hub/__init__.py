@@ -1,0 +1,1 @@
+"""Cohub: the integration hub between member districts and their service agency."""

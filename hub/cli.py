@@ -1,0 +1,487 @@
+"""The ``cohub`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import func, select
+
+from hub import logs
+from hub.apply import apply
+from hub.config import ConfigError, check_against_plugins, load_config
+from hub.engine.connections import UnknownRoute, route_names
+from hub.engine.run import RouteBusy, RunSummary, run_route
+from hub.model import RECORD_TYPES, record_type
+from hub.redaction import mask
+from hub.runtime import CONFIG_ENV, Runtime, home_dir, key_file
+from hub.sdk.lifecycle import RunCounts
+from hub.store import migrate
+from hub.store.database import is_sqlite
+from hub.store.tables import dead_letters, runs, usage_events
+from hub.vault import Vault, VaultError, create_key_file, load_keys
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+BUNDLED_CONFIG = Path(__file__).resolve().parent.parent / "config"
+
+
+class UsageError(Exception):
+    """A command used wrongly; exit 2 with the message."""
+
+
+# -- shared steps --------------------------------------------------------------------------
+
+
+def config_dir(args: argparse.Namespace) -> Path:
+    return Path(getattr(args, "dir", None) or args.config)
+
+
+async def ensure_schema(runtime: Runtime) -> None:
+    """Upgrade the embedded SQLite store on first use; PostgreSQL is upgraded deliberately."""
+    current = await migrate.current_revision(runtime.engine)
+    head = migrate.head_revision()
+    if current == head:
+        return
+    if is_sqlite(runtime.engine):
+        await migrate.upgrade(runtime.engine)
+        return
+    raise UsageError(
+        f"the database is at revision {current or 'none'}, not {head}: run `cohub db upgrade`"
+    )
+
+
+def load_checked(directory: Path, runtime: Runtime):  # type: ignore[no-untyped-def]
+    """Load a configuration folder and check it against the loaded plugins."""
+    config = load_config(directory)
+    check_against_plugins(config, runtime.plugins.connectors(), runtime.plugins.transforms())
+    return config
+
+
+def progress_bar() -> Progress:
+    """Progress for long work: drawn in a terminal, silent in the daemon and in pipes."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[records]:>10,} records"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=not err.is_terminal,
+        transient=False,
+    )
+
+
+async def sync_routes(runtime: Runtime, names: Sequence[str]) -> list[RunSummary]:
+    """Run routes one after another with a progress line each."""
+    summaries: list[RunSummary] = []
+    with progress_bar() as progress:
+        for name in names:
+            task = progress.add_task(name, total=None, records=0)
+
+            def update(_route: str, counts: RunCounts, task: Any = task) -> None:
+                progress.update(task, records=counts.read)
+
+            try:
+                summary = await run_route(runtime.engine, runtime.plugins, name, progress=update)
+            except (RouteBusy, UnknownRoute) as error:
+                progress.update(task, total=1, completed=1, description=f"{name} [red]refused")
+                err.print(f"[red]{error}")
+                continue
+            progress.update(task, total=1, completed=1, records=summary.counts.read)
+            summaries.append(summary)
+    return summaries
+
+
+def print_runs(summaries: Sequence[RunSummary]) -> None:
+    table = Table(title="Runs")
+    for column in ("run", "route", "member", "status", "read", "written", "dead letters", "error"):
+        table.add_column(
+            column,
+            justify="right" if column in ("run", "read", "written", "dead letters") else "left",
+        )
+    for s in summaries:
+        style = "green" if s.status == "succeeded" else "red"
+        table.add_row(
+            str(s.id),
+            s.route,
+            s.member or "-",
+            f"[{style}]{s.status}",
+            f"{s.counts.read:,}",
+            f"{s.counts.written:,}",
+            f"{s.counts.rejected:,}",
+            s.error or "",
+        )
+    out.print(table)
+
+
+async def print_usage(
+    runtime: Runtime, member: str | None = None, service: str | None = None
+) -> None:
+    query = (
+        select(
+            usage_events.c.member,
+            usage_events.c.service,
+            usage_events.c.meter,
+            func.sum(usage_events.c.quantity),
+        )
+        .group_by(usage_events.c.member, usage_events.c.service, usage_events.c.meter)
+        .order_by(usage_events.c.member, usage_events.c.service, usage_events.c.meter)
+    )
+    if member:
+        query = query.where(usage_events.c.member == member)
+    if service:
+        query = query.where(usage_events.c.service == service)
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    table = Table(title="Usage (ledger totals)")
+    for column in ("member", "service", "meter", "quantity"):
+        table.add_column(column, justify="right" if column == "quantity" else "left")
+    for row in rows:
+        table.add_row(row[0], row[1], row[2], f"{row[3].normalize():,f}")
+    out.print(table)
+
+
+# -- commands ------------------------------------------------------------------------------
+
+
+async def cmd_init(args: argparse.Namespace, runtime: Runtime) -> int:
+    target = Path(args.dir or "config")
+    (target / "connections").mkdir(parents=True, exist_ok=True)
+    for name, text in SKELETON.items():
+        path = target / name
+        if path.exists():
+            out.print(f"kept    {path}")
+            continue
+        path.write_text(text)
+        out.print(f"created {path}")
+    key = key_file(runtime.home)
+    if key.exists():
+        out.print(f"kept    {key}")
+    else:
+        create_key_file(key)
+        out.print(
+            f"created {key} (master key, mode 0600: back it up, keep it out of version control)"
+        )
+    await ensure_schema(runtime)
+    return 0
+
+
+async def cmd_db(args: argparse.Namespace, runtime: Runtime) -> int:
+    if args.action == "upgrade":
+        await migrate.upgrade(runtime.engine)
+    out.print(f"database revision: {await migrate.current_revision(runtime.engine) or 'none'}")
+    return 0
+
+
+async def cmd_validate(args: argparse.Namespace, runtime: Runtime) -> int:
+    config = load_checked(config_dir(args), runtime)
+    out.print(
+        f"[green]valid[/]: {len(config.members)} members, {len(config.services)} services, "
+        f"{len(config.connections)} connections, {len(config.routes)} routes"
+    )
+    return 0
+
+
+async def cmd_apply(args: argparse.Namespace, runtime: Runtime) -> int:
+    config = load_checked(config_dir(args), runtime)
+    await ensure_schema(runtime)
+    changes = await apply(runtime.engine, config, dry_run=args.dry_run)
+    for change in changes:
+        out.print(str(change), markup=False)
+    verb = "would apply" if args.dry_run else "applied"
+    out.print(f"{verb} {len(changes)} change(s)" if changes else "no changes")
+    return 0
+
+
+async def cmd_sync(args: argparse.Namespace, runtime: Runtime) -> int:
+    await ensure_schema(runtime)
+    await runtime.unlock_vault()
+    if args.all:
+        async with runtime.engine.connect() as conn:
+            names = await route_names(conn)
+    elif args.routes:
+        names = args.routes
+    else:
+        raise UsageError("name one or more routes, or --all")
+    summaries = await sync_routes(runtime, names)
+    print_runs(summaries)
+    return (
+        0 if len(summaries) == len(names) and all(s.status == "succeeded" for s in summaries) else 1
+    )
+
+
+async def cmd_runs(args: argparse.Namespace, runtime: Runtime) -> int:
+    await ensure_schema(runtime)
+    query = select(runs).order_by(runs.c.id.desc()).limit(args.limit)
+    if args.route:
+        query = query.where(runs.c.route == args.route)
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    print_runs(
+        [
+            RunSummary(
+                id=r["id"],
+                route=r["route"],
+                member=r["member"],
+                status=r["status"],
+                counts=RunCounts(
+                    read=r["records_read"],
+                    written=r["records_written"],
+                    rejected=r["records_rejected"],
+                    batches=r["batches"],
+                ),
+                error=r["error"],
+            )
+            for r in rows
+        ]
+    )
+    return 0
+
+
+async def cmd_plugins(args: argparse.Namespace, runtime: Runtime) -> int:
+    plugins = runtime.plugins.plugins()
+    if args.json_output:
+        out.print_json(json.dumps(msgspec.to_builtins(plugins)))
+        return 0
+    table = Table(title="Plugins")
+    for column in ("name", "version", "status", "source", "provides"):
+        table.add_column(column)
+    for info in plugins:
+        status = {"loaded": "[green]loaded", "disabled": "[yellow]disabled"}.get(
+            info.status, f"[red]{info.status}"
+        )
+        provides = ", ".join(info.provides) or (info.error or "-")
+        table.add_row(info.name, info.version, status, info.source, provides)
+    out.print(table)
+    return 1 if runtime.plugins.failures else 0
+
+
+async def cmd_schema(args: argparse.Namespace, runtime: Runtime) -> int:
+    if args.connector:
+        try:
+            schema = runtime.plugins.connector(args.connector).options_schema()
+        except KeyError as error:
+            raise UsageError(error.args[0]) from None
+    elif args.name:
+        try:
+            schema = record_type(args.name).json_schema()
+        except KeyError as error:
+            raise UsageError(error.args[0]) from None
+    else:
+        for name, cls in RECORD_TYPES.items():
+            out.print(f"{name:32} v{cls.version}  {(cls.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    sys.stdout.write(json.dumps(schema, indent=2) + "\n")
+    return 0
+
+
+async def cmd_deadletters(args: argparse.Namespace, runtime: Runtime) -> int:
+    await ensure_schema(runtime)
+    query = select(dead_letters).order_by(dead_letters.c.id).limit(args.limit)
+    if args.route:
+        query = query.where(dead_letters.c.route == args.route)
+    if args.member:
+        query = query.where(dead_letters.c.member == args.member)
+    if args.reason:
+        query = query.where(dead_letters.c.reason.contains(args.reason))
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    table = Table(title="Dead letters")
+    for column in ("id", "route", "member", "position", "reason", "record (PII masked)"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            row["route"],
+            row["member"] or "-",
+            row["position"],
+            row["reason"],
+            json.dumps(mask(row["raw"])),
+        )
+    out.print(table)
+    return 0
+
+
+async def cmd_usage(args: argparse.Namespace, runtime: Runtime) -> int:
+    await ensure_schema(runtime)
+    await print_usage(runtime, args.member, args.service)
+    return 0
+
+
+async def cmd_secrets(args: argparse.Namespace, runtime: Runtime) -> int:
+    await ensure_schema(runtime)
+    value = sys.stdin.readline().rstrip("\n")
+    if not value:
+        raise UsageError("give the secret's value on standard input")
+    await Vault(runtime.engine, load_keys(key_file(runtime.home))).set(args.name, value)
+    out.print(f"stored vault:{args.name}")
+    return 0
+
+
+async def cmd_demo(args: argparse.Namespace, runtime: Runtime) -> int:
+    directory = Path(args.dir) if args.dir else BUNDLED_CONFIG
+    out.rule("[bold]Cohub demo")
+    out.print(
+        f"configuration: {directory}\ndatabase:      {runtime.engine.url.render_as_string(hide_password=True)}"
+    )
+    await ensure_schema(runtime)
+    config = load_checked(directory, runtime)
+    changes = await apply(runtime.engine, config)
+    out.print(
+        f"applied {len(changes)} configuration change(s)"
+        if changes
+        else "configuration already applied"
+    )
+    async with runtime.engine.connect() as conn:
+        names = await route_names(conn)
+    summaries = await sync_routes(runtime, names)
+    print_runs(summaries)
+    table = Table(title="Records synced this run, per member")
+    for column in ("member", "district", "records read", "delivered", "dead letters"):
+        table.add_column(column, justify="left" if column in ("member", "district") else "right")
+    per_member: dict[str, RunCounts] = {}
+    for summary in summaries:
+        totals = per_member.setdefault(summary.member or "-", RunCounts())
+        totals.read += summary.counts.read
+        totals.written += summary.counts.written
+        totals.rejected += summary.counts.rejected
+    for code, totals in sorted(per_member.items()):
+        name = config.members[code].name if code in config.members else "-"
+        table.add_row(code, name, f"{totals.read:,}", f"{totals.written:,}", f"{totals.rejected:,}")
+    out.print(table)
+    await print_usage(runtime)
+    return 0 if all(s.status == "succeeded" for s in summaries) else 1
+
+
+SKELETON = {
+    "cooperative.toml": """\
+# The cooperative (the agency running the hub), its members and services.
+[cooperative]
+code = "my-boces"
+name = "My BOCES"
+timezone = "America/New_York"
+
+[plugins]
+paths = ["plugins"]
+disabled = []
+
+[members.my-district]
+name = "My Central School District"
+nces_id = "3600000"
+
+[services.cbo-payroll]
+name = "Central Business Office: payroll"
+""",
+    "routes.toml": """\
+# Routes: (source connection, stream) -> (destination connection, stream), metered to a service.
+# [routes.my-district-payroll]
+# source = "my-district-payroll"
+# source_stream = "pay_lines"
+# destination = "cbo-payroll-db"
+# destination_stream = "pay_lines"
+# service = "cbo-payroll"
+""",
+}
+
+
+# -- argument parsing ----------------------------------------------------------------------
+
+
+Handler = Callable[[argparse.Namespace, Runtime], Awaitable[int]]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cohub", description=__doc__)
+    parser.add_argument(
+        "--config", default=os.environ.get(CONFIG_ENV, "config"), help="configuration folder"
+    )
+    parser.add_argument(
+        "--database", help="database URL (default: COHUB_DATABASE_URL or .cohub/cohub.db)"
+    )
+    parser.add_argument("--json", action="store_true", help="log JSON lines (as the daemon does)")
+    parser.add_argument("--log-level", default="warning")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    command("init", cmd_init, "create a configuration skeleton and a master key").add_argument(
+        "dir", nargs="?"
+    )
+    command("demo", cmd_demo, "apply the example cooperative and sync every route").add_argument(
+        "dir", nargs="?"
+    )
+    db = command("db", cmd_db, "database schema migrations")
+    db.add_argument("action", choices=["upgrade", "current"])
+    command("validate", cmd_validate, "check a configuration folder").add_argument("dir", nargs="?")
+    apply_cmd = command("apply", cmd_apply, "apply a configuration folder to the database")
+    apply_cmd.add_argument("dir", nargs="?")
+    apply_cmd.add_argument("--dry-run", action="store_true", help="print the diff, change nothing")
+    sync = command("sync", cmd_sync, "run routes now")
+    sync.add_argument("routes", nargs="*")
+    sync.add_argument("--all", action="store_true", help="every enabled route")
+    runs_cmd = command("runs", cmd_runs, "recent runs")
+    runs_cmd.add_argument("--route")
+    runs_cmd.add_argument("--limit", type=int, default=20)
+    command("plugins", cmd_plugins, "loaded plugins and what they provide").add_argument(
+        "--json", dest="json_output", action="store_true"
+    )
+    schema = command("schema", cmd_schema, "print a record's JSON Schema (no name: list records)")
+    schema.add_argument("name", nargs="?")
+    schema.add_argument("--connector", help="print a connector's options schema instead")
+    dl = command("deadletters", cmd_deadletters, "records that failed, with their reasons")
+    dl.add_argument("action", choices=["list"])
+    dl.add_argument("--route")
+    dl.add_argument("--member")
+    dl.add_argument("--reason", help="text the reason contains")
+    dl.add_argument("--limit", type=int, default=100)
+    usage = command("usage", cmd_usage, "usage ledger totals per member, service and meter")
+    usage.add_argument("--member")
+    usage.add_argument("--service")
+    secrets = command("secrets", cmd_secrets, "store a vault secret read from standard input")
+    secrets.add_argument("action", choices=["set"])
+    secrets.add_argument("name")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.configure(json=args.json, level=args.log_level)
+
+    async def run() -> int:
+        runtime = Runtime.open(Path(args.config), args.database, home_dir())
+        try:
+            return await args.handler(args, runtime)
+        finally:
+            await runtime.close()
+
+    try:
+        return asyncio.run(run())
+    except ConfigError as error:
+        for issue in error.issues:
+            err.print(f"[red]error[/]: {issue}", markup=True, highlight=False)
+        err.print(f"{len(error.issues)} configuration error(s); nothing was applied")
+        return 2
+    except (UsageError, VaultError) as error:
+        err.print(f"[red]error[/]: {error}")
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

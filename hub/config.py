@@ -1,0 +1,307 @@
+"""Configuration files → validated objects.
+
+A cooperative's configuration is a folder of TOML files: ``cooperative.toml`` (the cooperative,
+its members, services and plugin settings), ``connections/*.toml`` (one file per connection,
+named after the file) and ``routes.toml``. Loading is strict: an unknown key, a wrong type, a
+dangling reference or a secret written as a value is a `ConfigIssue` naming the file, the key path
+and the reason, and nothing is applied while any issue stands.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import msgspec
+
+CODE = r"^[a-z0-9][a-z0-9_-]*$"
+SECRET_REFERENCE = re.compile(r"^(?P<scheme>env|vault):(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)$")
+
+Code = msgspec.Meta(pattern=CODE, description="lower-case letters, digits, - and _")
+
+
+class Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A configuration table: unknown keys are errors."""
+
+
+class Cooperative(Strict):
+    """The agency that runs the hub."""
+
+    code: str
+    name: str
+    timezone: str = "America/New_York"
+    fiscal_year_start: str = msgspec.field(default="07-01")
+
+
+class Member(Strict):
+    """A member district or institution, keyed by its stable code."""
+
+    name: str
+    nces_id: str | None = None
+    state_code: str | None = None
+    enrollment: int | None = None
+    employees: int | None = None
+
+
+class Service(Strict):
+    """A shared service the cooperative offers members, billed by its meters."""
+
+    name: str
+    description: str = ""
+    coser: str | None = None
+
+
+class PluginSettings(Strict):
+    """Where site plugins live and which plugins not to load."""
+
+    paths: list[str] = msgspec.field(default_factory=lambda: ["plugins"])
+    disabled: list[str] = msgspec.field(default_factory=list)
+
+
+class Connection(Strict):
+    """A configured connector: connector + member + options + secret references."""
+
+    connector: str
+    member: str | None = None
+    description: str = ""
+    options: dict[str, Any] = msgspec.field(default_factory=dict)
+    secrets: dict[str, str] = msgspec.field(default_factory=dict)
+    enabled: bool = True
+
+
+class Route(Strict):
+    """(source connection, stream) → (destination connection, stream), metered to a service."""
+
+    source: str
+    source_stream: str
+    destination: str
+    destination_stream: str
+    service: str
+    transforms: list[str] = msgspec.field(default_factory=list)
+    batch_size: int = msgspec.field(default=5000)
+    enabled: bool = True
+
+
+class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """A whole, validated configuration folder."""
+
+    directory: str
+    cooperative: Cooperative
+    members: dict[str, Member]
+    services: dict[str, Service]
+    plugins: PluginSettings
+    connections: dict[str, Connection]
+    routes: dict[str, Route]
+
+    def plugin_dirs(self) -> list[Path]:
+        """Plugin folders, relative ones resolved against the configuration folder."""
+        return [Path(self.directory, p).resolve() for p in self.plugins.paths]
+
+    def route_member(self, route: str) -> str | None:
+        """The member a route serves: the member of its source connection."""
+        return self.connections[self.routes[route].source].member
+
+
+class ConfigIssue(msgspec.Struct, frozen=True):
+    """One thing wrong in a configuration file."""
+
+    file: str
+    key: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.key or '(file)'}: {self.reason}"
+
+
+class ConfigError(Exception):
+    """Configuration that must not be applied, with every issue found."""
+
+    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+T = TypeVar("T")
+
+_AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_FIELD = re.compile(r"(unknown|required) field `(?P<field>[^`]+)`")
+
+
+def _key_path(prefix: str, message: str) -> tuple[str, str]:
+    """Turn a msgspec message into (key path, reason)."""
+    path = ""
+    match = _AT.search(message)
+    if match:
+        path = match["path"].replace("[", ".").replace("]", "")
+        message = message[: match.start()]
+    field = _FIELD.search(message)
+    if field:
+        path = f"{path}.{field['field']}"
+    parts = [p for p in (prefix, *path.split(".")) if p]
+    return ".".join(parts), message
+
+
+class _Collector:
+    """Gathers issues so one pass reports every mistake, not only the first."""
+
+    def __init__(self) -> None:
+        self.issues: list[ConfigIssue] = []
+
+    def add(self, file: Path | str, key: str, reason: str) -> None:
+        self.issues.append(ConfigIssue(str(file), key, reason))
+
+    def convert(self, value: Any, kind: type[T], file: Path, prefix: str) -> T | None:
+        try:
+            return msgspec.convert(value, kind)
+        except msgspec.ValidationError as error:
+            key, reason = _key_path(prefix, str(error))
+            self.add(file, key, reason)
+            return None
+
+    def table(self, data: Mapping[str, Any], key: str, kind: type[T], file: Path) -> dict[str, T]:
+        """Convert ``[key.NAME]`` tables one by one so errors carry their NAME."""
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            self.add(file, key, f"must be a table of named {key}")
+            return {}
+        out: dict[str, T] = {}
+        for name, body in value.items():
+            if not re.match(CODE, name):
+                self.add(file, f"{key}.{name}", "name must be lower-case letters, digits, - or _")
+                continue
+            converted = self.convert(body, kind, file, f"{key}.{name}")
+            if converted is not None:
+                out[name] = converted
+        return out
+
+
+def read_toml(path: Path, issues: _Collector) -> dict[str, Any] | None:
+    """Parse one TOML file; a syntax error becomes an issue with the line and column."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        issues.add(path, "", f"not valid TOML: {error}")
+    except OSError as error:
+        issues.add(path, "", f"cannot be read: {error.strerror}")
+    return None
+
+
+def load_config(directory: str | Path) -> HubConfig:
+    """Load and validate a configuration folder; raise ConfigError listing every issue."""
+    root = Path(directory)
+    issues = _Collector()
+    if not root.is_dir():
+        raise ConfigError([ConfigIssue(str(root), "", "is not a configuration folder")])
+    coop_file = root / "cooperative.toml"
+    coop = read_toml(coop_file, issues) or {}
+    for unknown in sorted(set(coop) - {"cooperative", "members", "services", "plugins"}):
+        issues.add(coop_file, unknown, "unknown key")
+    cooperative = None
+    if "cooperative" in coop:
+        cooperative = issues.convert(coop["cooperative"], Cooperative, coop_file, "cooperative")
+    elif coop_file.exists():
+        issues.add(coop_file, "cooperative", "missing required table")
+    members = issues.table(coop, "members", Member, coop_file)
+    services = issues.table(coop, "services", Service, coop_file)
+    plugins = issues.convert(coop.get("plugins", {}), PluginSettings, coop_file, "plugins")
+
+    connections: dict[str, Connection] = {}
+    connection_files: dict[str, Path] = {}
+    for path in sorted((root / "connections").glob("*.toml")):
+        name = path.stem
+        if not re.match(CODE, name):
+            issues.add(path, "", "connection file names must be lower-case letters, digits, - or _")
+            continue
+        data = read_toml(path, issues)
+        if data is None:
+            continue
+        connection = issues.convert(data, Connection, path, "")
+        if connection is not None:
+            connections[name] = connection
+            connection_files[name] = path
+
+    routes_file = root / "routes.toml"
+    routes_data = (read_toml(routes_file, issues) or {}) if routes_file.exists() else {}
+    for unknown in sorted(set(routes_data) - {"routes"}):
+        issues.add(routes_file, unknown, "unknown key")
+    routes = issues.table(routes_data, "routes", Route, routes_file)
+
+    for name, connection in connections.items():
+        path = connection_files[name]
+        if connection.member is not None and connection.member not in members:
+            issues.add(path, "member", f"no member {connection.member!r} in {coop_file.name}")
+        for secret, reference in connection.secrets.items():
+            if not SECRET_REFERENCE.match(reference):
+                issues.add(
+                    path,
+                    f"secrets.{secret}",
+                    "must be a reference like env:NAME or vault:NAME, never the secret itself",
+                )
+    for name, route in routes.items():
+        key = f"routes.{name}"
+        for end in ("source", "destination"):
+            target = getattr(route, end)
+            if target not in connections:
+                issues.add(routes_file, f"{key}.{end}", f"no connection {target!r} in connections/")
+        if route.service not in services:
+            issues.add(
+                routes_file, f"{key}.service", f"no service {route.service!r} in {coop_file.name}"
+            )
+        if route.batch_size < 1:
+            issues.add(routes_file, f"{key}.batch_size", "must be at least 1")
+
+    if issues.issues or cooperative is None or plugins is None:
+        raise ConfigError(issues.issues)
+    return HubConfig(
+        directory=str(root.resolve()),
+        cooperative=cooperative,
+        members=members,
+        services=services,
+        plugins=plugins,
+        connections=connections,
+        routes=routes,
+    )
+
+
+def check_against_plugins(
+    config: HubConfig, connectors: Mapping[str, Any], transforms: Iterable[str]
+) -> None:
+    """Check what only the loaded plugins know: connectors, their options and secrets, and
+    transform names. Raise ConfigError listing every issue."""
+    issues = _Collector()
+    root = Path(config.directory)
+    known_transforms = set(transforms)
+    for name, connection in config.connections.items():
+        path = root / "connections" / f"{name}.toml"
+        connector = connectors.get(connection.connector)
+        if connector is None:
+            known = ", ".join(sorted(connectors)) or "none loaded"
+            issues.add(path, "connector", f"no connector {connection.connector!r} (known: {known})")
+            continue
+        try:
+            connector.parse_options(connection.options)
+        except msgspec.ValidationError as error:
+            key, reason = _key_path("options", str(error))
+            issues.add(path, key, reason)
+        for secret in connection.secrets:
+            if secret not in connector.secrets:
+                declared = ", ".join(connector.secrets) or "none"
+                issues.add(
+                    path,
+                    f"secrets.{secret}",
+                    f"{connection.connector} takes no secret {secret!r} (it takes: {declared})",
+                )
+    for name, route in config.routes.items():
+        for index, transform in enumerate(route.transforms):
+            if transform not in known_transforms:
+                issues.add(
+                    root / "routes.toml",
+                    f"routes.{name}.transforms.{index}",
+                    f"no transform {transform!r} is registered",
+                )
+    if issues.issues:
+        raise ConfigError(issues.issues)

@@ -1,0 +1,111 @@
+"""Opening a configured connection: its connector class, parsed options and resolved secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from hub.config import SECRET_REFERENCE
+from hub.plugins import PluginHost
+from hub.redaction import register_secret
+from hub.sdk.connector import ConnectionContext, Connector
+from hub.sdk.errors import ConnectorConfigError
+from hub.store.tables import connections, routes
+
+
+class ConnectionRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A connection as stored."""
+
+    name: str
+    connector: str
+    member: str | None
+    options: dict[str, Any]
+    secrets: dict[str, str]
+    base_dir: str
+    enabled: bool = True
+    description: str = ""
+
+
+class RouteRow(msgspec.Struct, frozen=True, kw_only=True):
+    """A route as stored, with both its connections."""
+
+    name: str
+    source: ConnectionRow
+    source_stream: str
+    destination: ConnectionRow
+    destination_stream: str
+    service: str
+    transforms: list[str]
+    batch_size: int
+    enabled: bool = True
+
+    @property
+    def member(self) -> str | None:
+        """The member a route serves: its source connection's."""
+        return self.source.member
+
+
+class UnknownRoute(LookupError):
+    """No route by that name."""
+
+
+async def load_route(conn: AsyncConnection, name: str) -> RouteRow:
+    """A route and its two connections; UnknownRoute if there is none by `name`."""
+    row = (await conn.execute(select(routes).where(routes.c.name == name))).mappings().first()
+    if row is None:
+        raise UnknownRoute(f"no route {name!r}; `cohub apply` the configuration first")
+    ends = {}
+    for end in ("source", "destination"):
+        found = (
+            (await conn.execute(select(connections).where(connections.c.name == row[end])))
+            .mappings()
+            .one()
+        )
+        ends[end] = msgspec.convert(_plain(found), ConnectionRow)
+    return msgspec.convert({**_plain(row), **ends}, RouteRow)
+
+
+def _plain(row: Any) -> dict[str, Any]:
+    """A row mapping as a dict with plain ``str`` keys (SQLAlchemy's are a str subclass)."""
+    return {str(key): value for key, value in row.items()}
+
+
+async def route_names(conn: AsyncConnection, *, enabled_only: bool = True) -> list[str]:
+    """Names of stored routes, sorted."""
+    query = select(routes.c.name).order_by(routes.c.name)
+    if enabled_only:
+        query = query.where(routes.c.enabled.is_(True))
+    return list((await conn.scalars(query)).all())
+
+
+def open_connector(host: PluginHost, connection: ConnectionRow) -> Connector:
+    """An instance of the connection's connector with options parsed and secrets resolved."""
+    try:
+        cls = host.connector(connection.connector)
+    except KeyError as error:
+        raise ConnectorConfigError(f"connection {connection.name!r}: {error.args[0]}") from None
+    try:
+        options = cls.parse_options(connection.options)
+    except msgspec.ValidationError as error:
+        raise ConnectorConfigError(f"connection {connection.name!r}: options: {error}") from None
+    secrets: dict[str, str] = {}
+    for secret, reference in connection.secrets.items():
+        match = SECRET_REFERENCE.match(reference)
+        if match is None:
+            raise ConnectorConfigError(
+                f"connection {connection.name!r}: secret {secret!r} is not a reference"
+            )
+        value = host.resolve_secret(match["scheme"], match["name"], connection.name)
+        if value is None:
+            raise ConnectorConfigError(
+                f"connection {connection.name!r}: secret {secret!r} ({reference}) is not set"
+            )
+        register_secret(value)
+        secrets[secret] = value
+    context = ConnectionContext(
+        connection=connection.name, member=connection.member, base_dir=connection.base_dir
+    )
+    return cls(options, secrets, context)

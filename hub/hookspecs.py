@@ -1,0 +1,57 @@
+"""Hook specifications: the plugin author's table of contents.
+
+Every hook is named ``cohub_*`` so a grep finds each implementation. Hooks that *register* things
+take a `register` callback, so one plugin can register several things and the hub validates each
+as it arrives. Hooks may be ``async def`` unless marked firstresult; the hub awaits what they
+return. A plugin that raises in a hook is reported with its error and skipped, except in
+`cohub_register_transforms` functions, whose failure fails the run (see docs/plugins/hooks.md).
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("cohub")
+hookimpl = pluggy.HookimplMarker("cohub")
+
+
+@hookspec
+def cohub_register_connectors(register):
+    """Register the connector classes this plugin provides: ``register(MyConnector)``."""
+
+
+@hookspec
+def cohub_register_meters(register):
+    """Declare usage meters: ``register(Meter(name=..., unit=..., aggregation=..., measure=...))``."""
+
+
+@hookspec
+def cohub_register_transforms(register):
+    """Register named record transforms routes can list: ``register(Transform(name=..., ...))``."""
+
+
+@hookspec(firstresult=True)
+def cohub_resolve_secret(scheme, name, connection):
+    """Return the value of secret reference ``scheme:name`` for `connection`, or None if this
+    plugin does not handle `scheme`. Stops at the first non-None result; must be synchronous."""
+
+
+@hookspec
+def cohub_run_started(run):
+    """A run of a route has started; `run` is a RunInfo (id, route, member, service)."""
+
+
+@hookspec
+def cohub_batch_committed(run, batch):
+    """A batch was delivered and its checkpoint, usage and counters committed; `batch` is a
+    CommittedBatch (stream, records written, rejected, usage quantities)."""
+
+
+@hookspec
+def cohub_run_finished(run, counts):
+    """A run finished successfully; `counts` is a RunCounts (read, written, rejected, batches)."""
+
+
+@hookspec
+def cohub_run_failed(run, error):
+    """A run failed; `error` is the message stored on the run (never secret values)."""

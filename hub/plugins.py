@@ -1,0 +1,308 @@
+"""The plugin manager: loads plugins in isolation and offers typed access to what they provide.
+
+Plugins come from three places: the hub's own built-ins, the ``cohub`` entry-point group
+(installed distributions, the bundled connectors among them) and plugin folders (``*.py`` files
+and packages). Each is loaded on its own: one that fails to import, fails pluggy's validation or
+raises in a hook is recorded as a `PluginFailure`, logged, and skipped; the hub keeps working.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import msgspec
+import pluggy
+import structlog
+
+from hub import builtins, hookspecs
+from hub.sdk.connector import Connector
+from hub.sdk.extensions import Meter, Transform
+
+log = structlog.get_logger("hub.plugins")
+
+ENTRY_POINT_GROUP = "cohub"
+
+
+class PluginFailure(msgspec.Struct, frozen=True):
+    """A plugin that failed to load or raised in a hook."""
+
+    plugin: str
+    stage: str
+    error: str
+
+
+class PluginInfo(msgspec.Struct, kw_only=True):
+    """One plugin as `cohub plugins` lists it."""
+
+    name: str
+    version: str
+    source: str
+    provides: list[str] = msgspec.field(default_factory=list)
+    status: str = "loaded"
+    error: str | None = None
+
+
+class PluginHookError(Exception):
+    """A plugin raised where the hub cannot skip it (a transform in a run)."""
+
+    def __init__(self, plugin: str, hook: str, error: BaseException) -> None:
+        super().__init__(f"plugin {plugin!r} failed in {hook}: {type(error).__name__}: {error}")
+        self.plugin = plugin
+
+
+def describe(error: BaseException) -> str:
+    """An error as one line: type and message."""
+    return f"{type(error).__name__}: {error}"
+
+
+class PluginHost:
+    """Owns the pluggy manager; the rest of the hub asks it for connectors, meters, transforms."""
+
+    def __init__(
+        self,
+        plugin_dirs: Sequence[Path] = (),
+        disabled: Iterable[str] = (),
+        *,
+        entry_points: bool = True,
+    ) -> None:
+        self.pm = pluggy.PluginManager("cohub")
+        self.pm.add_hookspecs(hookspecs)
+        self.disabled = set(disabled)
+        self.infos: dict[str, PluginInfo] = {}
+        self.failures: list[PluginFailure] = []
+        self._connectors: dict[str, type[Connector]] = {}
+        self._meters: dict[str, Meter] = {}
+        self._transforms: dict[str, Transform] = {}
+        self._owners: dict[tuple[str, str], str] = {}
+        self._add(builtins, "builtin", "builtin", _version_of("cohub"))
+        if entry_points:
+            self._load_entry_points()
+        for folder in plugin_dirs:
+            self._load_folder(Path(folder))
+        self._check_pending()
+        self._collect()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def report(self, plugin: str, stage: str, error: BaseException | str) -> None:
+        """Record that `plugin` failed at `stage`; it is skipped, the hub goes on."""
+        message = error if isinstance(error, str) else describe(error)
+        self.failures.append(PluginFailure(plugin, stage, message))
+        info = self.infos.get(plugin)
+        if info is not None:
+            info.status, info.error = "failed", message
+        log.warning("plugin.failed", plugin=plugin, stage=stage, error=message)
+
+    def _add(self, module: object, name: str, source: str, version: str) -> None:
+        if name in self.disabled:
+            self.infos[name] = PluginInfo(
+                name=name, version=version, source=source, status="disabled"
+            )
+            self.pm.set_blocked(name)
+            return
+        if name in self.infos:
+            self.report(
+                name,
+                "load",
+                f"a plugin named {name!r} is already loaded from {self.infos[name].source}",
+            )
+            return
+        self.infos[name] = PluginInfo(name=name, version=version, source=source)
+        try:
+            self.pm.register(module, name=name)
+        except Exception as error:  # pluggy validation: bad hook signature, firstresult misuse
+            self.report(name, "register", error)
+
+    def _load_entry_points(self) -> None:
+        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = entry_point.dist
+            version = dist.version if dist else "-"
+            source = f"entry point {entry_point.value}" + (f" ({dist.name})" if dist else "")
+            if entry_point.name in self.disabled:
+                self._add(None, entry_point.name, source, version)
+                continue
+            try:
+                module = entry_point.load()
+            except Exception as error:
+                self.infos[entry_point.name] = PluginInfo(
+                    name=entry_point.name, version=version, source=source
+                )
+                self.report(entry_point.name, "import", error)
+                continue
+            self._add(module, entry_point.name, source, version)
+
+    def _load_folder(self, folder: Path) -> None:
+        if not folder.is_dir():
+            return
+        candidates = sorted(folder.glob("*.py")) + sorted(
+            p / "__init__.py" for p in folder.iterdir() if (p / "__init__.py").is_file()
+        )
+        for path in candidates:
+            name = path.parent.name if path.name == "__init__.py" else path.stem
+            if name.startswith("_"):
+                continue
+            source = f"folder {path}"
+            if name in self.disabled:
+                self._add(None, name, source, "-")
+                continue
+            try:
+                module = _import_file(name, path)
+            except Exception as error:
+                self.infos[name] = PluginInfo(name=name, version="-", source=source)
+                self.report(name, "import", error)
+                continue
+            self._add(module, name, source, str(getattr(module, "__version__", "-")))
+
+    def _check_pending(self) -> None:
+        """A misspelled ``cohub_`` hook is an error naming the plugin, not silence."""
+        for hook_name in dir(self.pm.hook):
+            caller = getattr(self.pm.hook, hook_name)
+            if not isinstance(caller, pluggy.HookCaller) or caller.has_spec():
+                continue
+            for impl in caller.get_hookimpls():
+                if impl.opts.get("optionalhook"):
+                    continue
+                self.report(
+                    impl.plugin_name, "register", f"unknown hook {hook_name!r} (misspelled?)"
+                )
+                self.pm.unregister(name=impl.plugin_name)
+
+    # -- registration hooks ----------------------------------------------------------------
+
+    def _collect(self) -> None:
+        self._register_each(
+            "cohub_register_connectors", self._connectors, _check_connector, "connector"
+        )
+        self._register_each("cohub_register_meters", self._meters, _check_meter, "meter")
+        self._register_each(
+            "cohub_register_transforms", self._transforms, _check_transform, "transform"
+        )
+
+    def _register_each(
+        self, hook: str, into: dict[str, Any], check: Callable[[Any], str], kind: str
+    ) -> None:
+        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+            plugin = impl.plugin_name
+
+            def register(item: Any, plugin: str = plugin) -> None:
+                name = check(item)
+                if name in into:
+                    raise ValueError(
+                        f"{kind} {name!r} is already provided by {self._owners[(kind, name)]}"
+                    )
+                into[name] = item
+                self._owners[(kind, name)] = plugin
+                self.infos[plugin].provides.append(f"{kind}:{name}")
+
+            try:
+                impl.function(register)
+            except Exception as error:
+                self.report(plugin, hook, error)
+
+    # -- typed access ----------------------------------------------------------------------
+
+    def connectors(self) -> dict[str, type[Connector]]:
+        """Every loaded connector class by name."""
+        return dict(self._connectors)
+
+    def connector(self, name: str) -> type[Connector]:
+        """The connector called `name`; KeyError names the loaded ones."""
+        try:
+            return self._connectors[name]
+        except KeyError:
+            raise KeyError(
+                f"no connector {name!r} (loaded: {', '.join(sorted(self._connectors))})"
+            ) from None
+
+    def meters(self) -> dict[str, Meter]:
+        """Every declared meter by name."""
+        return dict(self._meters)
+
+    def transforms(self) -> dict[str, Transform]:
+        """Every registered transform by name."""
+        return dict(self._transforms)
+
+    def owner(self, kind: str, name: str) -> str:
+        """The plugin that registered `kind` `name` (for error messages)."""
+        return self._owners.get((kind, name), "?")
+
+    def plugins(self) -> list[PluginInfo]:
+        """Every plugin seen, loaded, disabled or failed."""
+        return sorted(self.infos.values(), key=lambda i: (i.source != "builtin", i.name))
+
+    def add_plugin(self, plugin: object, name: str) -> None:
+        """Register an object the hub builds at run time (the vault's secret resolver)."""
+        self.pm.register(plugin, name=name)
+
+    # -- calling hooks ---------------------------------------------------------------------
+
+    def resolve_secret(self, scheme: str, name: str, connection: str) -> str | None:
+        """Ask resolvers for ``scheme:name`` in pluggy's order; the first non-None answer wins."""
+        for impl in self.pm.hook.cohub_resolve_secret.get_hookimpls()[::-1]:
+            try:
+                value = impl.function(scheme=scheme, name=name, connection=connection)
+            except Exception as error:
+                self.report(impl.plugin_name, "cohub_resolve_secret", error)
+                continue
+            if value is not None:
+                return value
+        return None
+
+    async def notify(self, hook: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook in every plugin; one that raises is reported and skipped."""
+        for impl in getattr(self.pm.hook, hook).get_hookimpls()[::-1]:
+            try:
+                result = impl.function(*(kwargs[arg] for arg in impl.argnames))
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as error:
+                self.report(impl.plugin_name, hook, error)
+
+
+def _import_file(name: str, path: Path) -> ModuleType:
+    module_name = f"cohub_site_plugins.{name}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
+
+
+def _version_of(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
+def _check_connector(item: Any) -> str:
+    if not (isinstance(item, type) and issubclass(item, Connector)):
+        raise TypeError(f"register() takes a Connector subclass, got {item!r}")
+    if not getattr(item, "name", ""):
+        raise TypeError(f"connector {item.__qualname__} has no name")
+    return item.name
+
+
+def _check_meter(item: Any) -> str:
+    if not isinstance(item, Meter):
+        raise TypeError(f"register() takes a Meter, got {item!r}")
+    return item.name
+
+
+def _check_transform(item: Any) -> str:
+    if not isinstance(item, Transform):
+        raise TypeError(f"register() takes a Transform, got {item!r}")
+    return item.name

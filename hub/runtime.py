@@ -1,0 +1,67 @@
+"""A hub process's moving parts: the database engine, the plugin host and the vault."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import msgspec
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.config import PluginSettings
+from hub.plugins import PluginHost
+from hub.store.database import create_engine, default_url
+from hub.vault import MASTER_KEY_ENV, Vault, VaultResolver, load_keys
+
+HOME_ENV = "COHUB_HOME"
+CONFIG_ENV = "COHUB_CONFIG"
+
+
+def home_dir() -> Path:
+    """Where the embedded database and the master key live (``COHUB_HOME``, else ``./.cohub``)."""
+    return Path(os.environ.get(HOME_ENV, ".cohub"))
+
+
+def key_file(home: Path) -> Path:
+    """The master key file under `home`."""
+    return home / "master.key"
+
+
+def plugin_settings(config_dir: Path) -> tuple[list[Path], list[str]]:
+    """Plugin folders and disabled plugins from ``cooperative.toml`` (defaults if absent)."""
+    path = config_dir / "cooperative.toml"
+    settings = PluginSettings()
+    if path.is_file():
+        with path.open("rb") as handle:
+            settings = msgspec.convert(tomllib.load(handle).get("plugins", {}), PluginSettings)
+    return [(config_dir / p).resolve() for p in settings.paths], settings.disabled
+
+
+class Runtime:
+    """Everything a command or the daemon needs to run routes."""
+
+    def __init__(self, engine: AsyncEngine, plugins: PluginHost, home: Path) -> None:
+        self.engine = engine
+        self.plugins = plugins
+        self.home = home
+
+    @classmethod
+    def open(
+        cls, config_dir: Path, database_url: str | None = None, home: Path | None = None
+    ) -> Runtime:
+        """Create the engine and load plugins as `config_dir` configures them."""
+        home = home or home_dir()
+        dirs, disabled = plugin_settings(config_dir)
+        engine = create_engine(database_url or default_url(home))
+        return cls(engine, PluginHost(dirs, disabled), home)
+
+    async def unlock_vault(self) -> None:
+        """Make ``vault:`` secrets resolvable, if a master key is present."""
+        if MASTER_KEY_ENV not in os.environ and not key_file(self.home).exists():
+            return
+        values = await Vault(self.engine, load_keys(key_file(self.home))).unlock()
+        self.plugins.add_plugin(VaultResolver(values), name="vault")
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,71 @@
+"""The only API a plugin imports: connectors, records, meters, transforms, errors, hooks.
+
+A plugin module looks like::
+
+    from hub import sdk
+
+    class MyConnector(sdk.Connector):
+        name = "my_system"
+        ...
+
+    @sdk.hookimpl
+    def cohub_register_connectors(register):
+        register(MyConnector)
+"""
+
+from hub.hookspecs import hookimpl
+from hub.model import ACCOUNT_LAYOUTS, RECORD_TYPES, AccountCode, AccountLayout, Record, record_type
+from hub.model.base import Money, Pii
+from hub.sdk.connector import (
+    Batch,
+    ConnectionContext,
+    Connector,
+    Options,
+    Reject,
+    State,
+    StreamSpec,
+    WriteResult,
+    convert_rows,
+)
+from hub.sdk.errors import (
+    AuthError,
+    BadRecord,
+    ConnectorConfigError,
+    ConnectorError,
+    TransientError,
+)
+from hub.sdk.extensions import BatchContext, Meter, Transform
+from hub.sdk.lifecycle import CommittedBatch, RunCounts, RunInfo, UsageQuantity
+
+__all__ = [
+    "ACCOUNT_LAYOUTS",
+    "RECORD_TYPES",
+    "AccountCode",
+    "AccountLayout",
+    "AuthError",
+    "BadRecord",
+    "Batch",
+    "BatchContext",
+    "CommittedBatch",
+    "ConnectionContext",
+    "Connector",
+    "ConnectorConfigError",
+    "ConnectorError",
+    "Meter",
+    "Money",
+    "Options",
+    "Pii",
+    "Record",
+    "Reject",
+    "RunCounts",
+    "RunInfo",
+    "State",
+    "StreamSpec",
+    "Transform",
+    "TransientError",
+    "UsageQuantity",
+    "WriteResult",
+    "convert_rows",
+    "hookimpl",
+    "record_type",
+]

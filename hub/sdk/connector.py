@@ -1,0 +1,146 @@
+"""The connector contract: what a plugin implements to read from or write to one vendor system."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
+
+import msgspec
+
+from hub.model import Record
+
+State = dict[str, Any]
+
+
+class Options(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of a connector's typed options; unknown keys are errors, never ignored."""
+
+
+class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A named record set a connection reads or writes, and the canonical record it carries."""
+
+    name: str
+    record: str
+    description: str = ""
+    readable: bool = True
+    writable: bool = False
+
+
+class Reject(msgspec.Struct, frozen=True, kw_only=True):
+    """A source record that could not become a canonical record: bound for dead letters."""
+
+    position: str
+    reason: str
+    raw: dict[str, Any]
+
+
+class Batch(msgspec.Struct, kw_only=True):
+    """Records read together, with the state a checkpoint stores once they are delivered.
+
+    `state` must be enough to resume right after this batch; `member` overrides the connection's
+    member when a cooperative-level source carries several districts' records.
+    """
+
+    records: list[Record]
+    state: State
+    rejects: list[Reject] = msgspec.field(default_factory=list)
+    member: str | None = None
+
+
+class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
+    """What a destination did with a batch."""
+
+    written: int
+
+
+class ConnectionContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a connection lives: its name, its member (None for the cooperative), and the folder
+    its configuration file came from, against which relative paths in options resolve."""
+
+    connection: str
+    member: str | None
+    base_dir: str = "."
+
+    def resolve_path(self, path: str) -> Path:
+        """`path` made absolute against the configuration folder."""
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
+
+
+OptionsT = TypeVar("OptionsT", bound=Options)
+
+
+class Connector(Generic[OptionsT]):
+    """One vendor system or format, as a source, a destination or both.
+
+    A subclass sets `name`, `title` and `options` (its `Options` subclass), lists its named
+    `secrets`, and implements `check`, `streams` and `read` and/or `write`. The hub creates one
+    instance per connection and run, and always calls `close`.
+    """
+
+    name: ClassVar[str]
+    title: ClassVar[str] = ""
+    options: ClassVar[type[Options]] = Options
+    secrets: ClassVar[tuple[str, ...]] = ()
+    #: Records per batch; the engine sets the route's `batch_size` before reading.
+    batch_size: int = 5000
+
+    def __init__(self, options: OptionsT, secrets: Mapping[str, str], context: ConnectionContext):
+        self.config = options
+        self.secret_values = dict(secrets)
+        self.context = context
+
+    @classmethod
+    def options_schema(cls) -> dict[str, Any]:
+        """The JSON Schema of this connector's options (for docs, forms and the API)."""
+        return msgspec.json.schema(cls.options)
+
+    @classmethod
+    def parse_options(cls, raw: Mapping[str, Any]) -> Options:
+        """Options from config values; raises msgspec.ValidationError naming the bad key."""
+        return msgspec.convert(dict(raw), cls.options, strict=False)
+
+    async def check(self) -> None:
+        """Prove the connection works (reach the system, authenticate); raise a ConnectorError."""
+
+    async def streams(self) -> list[StreamSpec]:
+        """The streams this connection offers (discovery)."""
+        return []
+
+    def read(self, stream: str, state: State | None) -> AsyncIterator[Batch]:
+        """Yield batches of `stream` after `state` (None: from the beginning)."""
+        raise NotImplementedError(f"connector {self.name!r} cannot be read from")
+
+    def map_raw(self, stream: str, raw: dict[str, Any]) -> Record:
+        """Map one raw source record again (dead-letter replay); raise BadRecord if it fails."""
+        raise NotImplementedError(f"connector {self.name!r} cannot map raw records")
+
+    async def write(self, stream: str, batch: Batch, member: str | None) -> WriteResult:
+        """Upsert `batch` into `stream` by (member, record key): writing twice changes nothing."""
+        raise NotImplementedError(f"connector {self.name!r} cannot be written to")
+
+    async def close(self) -> None:
+        """Release connections and files."""
+
+
+def convert_rows(
+    record: type[Record], mapped: Sequence[dict[str, Any]]
+) -> tuple[list[Record], list[tuple[int, str]]]:
+    """Validate mapped rows into records; return the records and (row index, reason) failures.
+
+    Converting the whole batch in one msgspec call is several times faster than row by row, so
+    the per-row path runs only when the batch holds at least one bad row.
+    """
+    try:
+        return msgspec.convert(mapped, list[record], strict=False), []
+    except msgspec.ValidationError:
+        pass
+    records: list[Record] = []
+    failures: list[tuple[int, str]] = []
+    for index, row in enumerate(mapped):
+        try:
+            records.append(msgspec.convert(row, record, strict=False))
+        except msgspec.ValidationError as error:
+            failures.append((index, str(error)))
+    return records, failures

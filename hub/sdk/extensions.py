@@ -1,0 +1,53 @@
+"""What plugins register besides connectors: meters and record transforms."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
+from typing import Literal
+
+import msgspec
+
+from hub.model import Record
+
+Aggregation = Literal["sum", "count", "unique_count", "max"]
+
+
+class BatchContext(msgspec.Struct, frozen=True, kw_only=True):
+    """What a meter or transform knows about the batch in hand."""
+
+    route: str
+    run_id: int
+    member: str | None
+    service: str
+    source_stream: str
+    destination_stream: str
+    record: str
+
+
+#: A meter's measure: the quantity a committed batch used, or None where the meter does not apply.
+Measure = Callable[[BatchContext, Sequence[Record]], Decimal | int | None]
+
+
+class Meter(msgspec.Struct, frozen=True, kw_only=True):
+    """A named usage quantity with its unit and how it aggregates over a period."""
+
+    name: str
+    unit: str
+    aggregation: Aggregation = "sum"
+    description: str = ""
+    measure: Measure | None = None
+
+
+#: A transform takes a batch's records and returns the records to deliver (it may drop or replace
+#: some); it may be `async def`. An exception fails the run with a message naming the plugin,
+#: since delivering records a route says must be transformed, untransformed, would be worse.
+TransformFunction = Callable[[BatchContext, list[Record]], list[Record] | Awaitable[list[Record]]]
+
+
+class Transform(msgspec.Struct, frozen=True, kw_only=True):
+    """A named record transform that routes list in their configuration."""
+
+    name: str
+    function: TransformFunction
+    description: str = ""

@@ -1,0 +1,43 @@
+"""What run lifecycle hooks receive: plain, immutable facts about a run and its batches."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import msgspec
+
+
+class RunInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A run of a route, as plugins see it."""
+
+    id: int
+    route: str
+    member: str | None
+    service: str
+    trigger: str = "manual"
+
+
+class RunCounts(msgspec.Struct, kw_only=True):
+    """Running totals of a run."""
+
+    read: int = 0
+    written: int = 0
+    rejected: int = 0
+    batches: int = 0
+
+
+class UsageQuantity(msgspec.Struct, frozen=True, kw_only=True):
+    """One meter's quantity for one member from one batch."""
+
+    meter: str
+    member: str
+    quantity: Decimal
+
+
+class CommittedBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch whose delivery, checkpoint and usage are committed together."""
+
+    stream: str
+    written: int
+    rejected: int
+    usage: list[UsageQuantity]

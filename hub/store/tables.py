@@ -1,0 +1,159 @@
+"""The hub's tables (SQLAlchemy Core): configuration, runs, state, dead letters, usage ledger.
+
+Alembic migrations in ``hub/store/migrations`` create exactly these; a test compares the two.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+from hub.store.types import ScaledDecimal, UtcDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# BigInteger ids that stay INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+Quantity = ScaledDecimal(6)
+
+members = Table(
+    "members",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("nces_id", String(20)),
+    Column("state_code", String(40)),
+    Column("enrollment", Integer),
+    Column("employees", Integer),
+)
+
+services = Table(
+    "services",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("coser", String(40)),
+)
+
+connections = Table(
+    "connections",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("connector", String(64), nullable=False),
+    Column("member", String(64), ForeignKey("members.code")),
+    Column("description", Text, nullable=False, default=""),
+    Column("options", JSON, nullable=False),
+    # Secret *references* (env:NAME, vault:NAME), never values.
+    Column("secrets", JSON, nullable=False),
+    Column("base_dir", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+)
+
+routes = Table(
+    "routes",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("source", String(64), ForeignKey("connections.name"), nullable=False),
+    Column("source_stream", String(64), nullable=False),
+    Column("destination", String(64), ForeignKey("connections.name"), nullable=False),
+    Column("destination_stream", String(64), nullable=False),
+    Column("service", String(64), ForeignKey("services.code"), nullable=False),
+    Column("transforms", JSON, nullable=False),
+    Column("batch_size", Integer, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("route", String(64), nullable=False, index=True),
+    Column("member", String(64)),
+    Column("service", String(64), nullable=False),
+    Column("trigger", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    # host:pid of the process running it, so a run left behind by a dead process is recognised.
+    Column("worker", String(200)),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("finished_at", UtcDateTime()),
+    Column("state_before", JSON),
+    Column("state_after", JSON),
+    Column("records_read", Integer, nullable=False, default=0),
+    Column("records_written", Integer, nullable=False, default=0),
+    Column("records_rejected", Integer, nullable=False, default=0),
+    Column("batches", Integer, nullable=False, default=0),
+    Column("error", Text),
+)
+
+# One row per route: where the next run resumes. Written only together with a batch's usage.
+stream_states = Table(
+    "stream_states",
+    metadata,
+    Column("route", String(64), primary_key=True),
+    Column("stream", String(64), nullable=False),
+    Column("state", JSON, nullable=False),
+    Column("run_id", Id, ForeignKey("runs.id")),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", Id, ForeignKey("runs.id"), nullable=False),
+    Column("route", String(64), nullable=False),
+    Column("member", String(64)),
+    Column("stream", String(64), nullable=False),
+    Column("position", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("raw", JSON, nullable=False),
+    Column("status", String(20), nullable=False, default="open"),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Index("ix_dead_letters_route_status", "route", "status"),
+)
+
+# Append-only: a duplicate idempotency key is ignored, so a retried batch is never billed twice.
+usage_events = Table(
+    "usage_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(200), nullable=False),
+    Column("member", String(64), nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("meter", String(64), nullable=False),
+    Column("quantity", Quantity, nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Column("route", String(64)),
+    Column("run_id", Id),
+    UniqueConstraint("idempotency_key"),
+    Index("ix_usage_events_member_service_meter", "member", "service", "meter"),
+)
+
+# Secrets referenced as vault:NAME, Fernet-encrypted under the master key.
+vault_secrets = Table(
+    "vault_secrets",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("ciphertext", Text, nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
