@@ -99,14 +99,8 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
 
     async def _table(self, stream: str, record: type[sdk.Record]) -> tuple[Table, list[Column_]]:
         if stream not in self._tables:
-            columns = record_columns(record)
-            table = Table(
-                f"{self.config.table_prefix}{stream}",
-                MetaData(schema=self.config.schema_name),
-                Column("member", String(64), primary_key=True),
-                Column("record_key", String(255), primary_key=True),
-                *(Column(c.name, c.type) for c in columns),
-            )
+            name = f"{self.config.table_prefix}{stream}"
+            table, columns = stream_table(name, record, self.config.schema_name)
             if self.config.create_tables:
                 async with self.engine.begin() as conn:
                     await conn.run_sync(table.create, checkfirst=True)
@@ -130,6 +124,21 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
     async def close(self) -> None:
         if self._engine is not None:
             await self._engine.dispose()
+
+
+def stream_table(
+    name: str, record: type[sdk.Record], schema: str | None = None
+) -> tuple[Table, list[Column_]]:
+    """The destination table for records of type `record`, keyed by member and record key."""
+    columns = record_columns(record)
+    table = Table(
+        name,
+        MetaData(schema=schema),
+        Column("member", String(64), primary_key=True),
+        Column("record_key", String(255), primary_key=True),
+        *(Column(c.name, c.type) for c in columns),
+    )
+    return table, columns
 
 
 def record_columns(record: type[msgspec.Struct], prefix: str = "") -> list[Column_]:

@@ -80,6 +80,7 @@ async def run_route(
     opened: list[Connector] = []
     try:
         source = open_connector(host, route.source)
+        source.batch_size = route.batch_size
         opened.append(source)
         destination = open_connector(host, route.destination)
         opened.append(destination)
