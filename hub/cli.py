@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
@@ -32,7 +33,7 @@ from hub.store.tables import dead_letters, runs, usage_events
 from hub.vault import Vault, VaultError, create_key_file, load_keys
 
 out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 BUNDLED_CONFIG = Path(__file__).resolve().parent.parent / "config"
 
@@ -473,11 +474,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(run())
     except ConfigError as error:
         for issue in error.issues:
-            err.print(f"[red]error[/]: {issue}", markup=True, highlight=False)
+            err.print(f"[red]error[/]: {escape(str(issue))}")
         err.print(f"{len(error.issues)} configuration error(s); nothing was applied")
         return 2
     except (UsageError, VaultError) as error:
-        err.print(f"[red]error[/]: {error}")
+        err.print(f"[red]error[/]: {escape(str(error))}")
         return 2
     except KeyboardInterrupt:
         return 130

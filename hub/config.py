@@ -130,18 +130,63 @@ _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
 _FIELD = re.compile(r"(unknown|required) field `(?P<field>[^`]+)`")
 
 
-def _key_path(prefix: str, message: str) -> tuple[str, str]:
-    """Turn a msgspec message into (key path, reason)."""
+def _key_path(prefix: str, message: str, data: Any) -> tuple[str, str]:
+    """Turn a msgspec message about `data` into (key path, reason).
+
+    msgspec writes a dict key as ``[...]``; the key is recovered from `data` where exactly one
+    entry fits the rest of the path.
+    """
     path = ""
     match = _AT.search(message)
     if match:
-        path = match["path"].replace("[", ".").replace("]", "")
+        path = match["path"]
         message = message[: match.start()]
+    marked = path.replace("[...]", f".{_ANY_KEY}").replace("[", ".").replace("]", "")
+    segments = [p for p in marked.split(".") if p]
     field = _FIELD.search(message)
-    if field:
-        path = f"{path}.{field['field']}"
-    parts = [p for p in (prefix, *path.split(".")) if p]
-    return ".".join(parts), message
+    leaf = field["field"] if field else None
+    names = _locate(data, segments, leaf, missing=bool(field and field.group(1) == "required"))
+    if leaf:
+        names.append(leaf)
+    return ".".join(p for p in (prefix, *names) if p), message
+
+
+_ABSENT = object()
+_ANY_KEY = "\x00"
+
+
+def _walk(node: Any, segments: list[str]) -> Any:
+    for segment in segments:
+        if isinstance(node, dict) and segment in node:
+            node = node[segment]
+        elif isinstance(node, list) and segment.isdigit() and int(segment) < len(node):
+            node = node[int(segment)]
+        else:
+            return _ABSENT
+    return node
+
+
+def _locate(data: Any, segments: list[str], leaf: str | None, *, missing: bool) -> list[str]:
+    names: list[str] = []
+    node = data
+    for index, segment in enumerate(segments):
+        if segment != _ANY_KEY:
+            names.append(segment)
+            node = _walk(node, [segment])
+            continue
+        rest = segments[index + 1 :]
+
+        def fits(value: Any, rest: list[str] = rest) -> bool:
+            target = _walk(value, rest)
+            if leaf is None:
+                return target is not _ABSENT
+            return isinstance(target, dict) and ((leaf in target) != missing)
+
+        candidates = [k for k, v in node.items() if fits(v)] if isinstance(node, dict) else []
+        key = candidates[0] if len(candidates) == 1 else "*"
+        names.append(key)
+        node = node[key] if key != "*" else _ABSENT
+    return names
 
 
 class _Collector:
@@ -157,7 +202,7 @@ class _Collector:
         try:
             return msgspec.convert(value, kind)
         except msgspec.ValidationError as error:
-            key, reason = _key_path(prefix, str(error))
+            key, reason = _key_path(prefix, str(error), value)
             self.add(file, key, reason)
             return None
 
@@ -176,6 +221,11 @@ class _Collector:
             if converted is not None:
                 out[name] = converted
         return out
+
+
+def _names(data: Mapping[str, Any], key: str) -> list[str]:
+    value = data.get(key, {})
+    return list(value) if isinstance(value, dict) else []
 
 
 def read_toml(path: Path, issues: _Collector) -> dict[str, Any] | None:
@@ -209,6 +259,9 @@ def load_config(directory: str | Path) -> HubConfig:
     services = issues.table(coop, "services", Service, coop_file)
     plugins = issues.convert(coop.get("plugins", {}), PluginSettings, coop_file, "plugins")
 
+    # Names declared, even where their body has an issue: a reference to them is not dangling.
+    member_names = set(_names(coop, "members"))
+    service_names = set(_names(coop, "services"))
     connections: dict[str, Connection] = {}
     connection_files: dict[str, Path] = {}
     for path in sorted((root / "connections").glob("*.toml")):
@@ -219,10 +272,10 @@ def load_config(directory: str | Path) -> HubConfig:
         data = read_toml(path, issues)
         if data is None:
             continue
+        connection_files[name] = path
         connection = issues.convert(data, Connection, path, "")
         if connection is not None:
             connections[name] = connection
-            connection_files[name] = path
 
     routes_file = root / "routes.toml"
     routes_data = (read_toml(routes_file, issues) or {}) if routes_file.exists() else {}
@@ -232,7 +285,7 @@ def load_config(directory: str | Path) -> HubConfig:
 
     for name, connection in connections.items():
         path = connection_files[name]
-        if connection.member is not None and connection.member not in members:
+        if connection.member is not None and connection.member not in member_names:
             issues.add(path, "member", f"no member {connection.member!r} in {coop_file.name}")
         for secret, reference in connection.secrets.items():
             if not SECRET_REFERENCE.match(reference):
@@ -245,9 +298,9 @@ def load_config(directory: str | Path) -> HubConfig:
         key = f"routes.{name}"
         for end in ("source", "destination"):
             target = getattr(route, end)
-            if target not in connections:
+            if target not in connection_files:
                 issues.add(routes_file, f"{key}.{end}", f"no connection {target!r} in connections/")
-        if route.service not in services:
+        if route.service not in service_names:
             issues.add(
                 routes_file, f"{key}.service", f"no service {route.service!r} in {coop_file.name}"
             )
@@ -285,7 +338,7 @@ def check_against_plugins(
         try:
             connector.parse_options(connection.options)
         except msgspec.ValidationError as error:
-            key, reason = _key_path("options", str(error))
+            key, reason = _key_path("options", str(error), connection.options)
             issues.add(path, key, reason)
         for secret in connection.secrets:
             if secret not in connector.secrets:
