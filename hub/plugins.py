@@ -267,7 +267,7 @@ class PluginHost:
 
 
 def _import_file(name: str, path: Path) -> ModuleType:
-    module_name = f"cohub_site_plugins.{name}"
+    module_name = f"cohub_site_plugin_{name}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")

@@ -1,0 +1,261 @@
+"""Plugin failure isolation: a broken plugin is reported and skipped, the hub keeps working."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hub.apply import apply
+from hub.config import load_config
+from hub.engine.run import run_route
+from hub.plugins import PluginHost
+
+
+def write_plugin(folder: Path, name: str, body: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text("from hub import sdk\n\n" + textwrap.dedent(body))
+
+
+def by_name(host: PluginHost) -> dict[str, object]:
+    return {info.name: info for info in host.plugins()}
+
+
+def test_builtin_connectors_load_through_the_entry_points_a_vendor_uses():
+    host = PluginHost([])
+
+    plugins = by_name(host)
+    assert plugins["flat_file"].source == "entry point connectors.flat_file (cohub)"
+    assert plugins["flat_file"].provides == ["connector:flat_file"]
+    assert plugins["sql_table"].provides == ["connector:sql_table"]
+    assert plugins["builtin"].provides == ["meter:records_synced"]
+    assert host.failures == []
+
+
+def test_the_core_never_imports_the_builtin_connectors():
+    hub = Path(__file__).resolve().parent.parent / "hub"
+    offenders = [
+        str(path.relative_to(hub))
+        for path in hub.rglob("*.py")
+        if "import connectors" in path.read_text() or "from connectors" in path.read_text()
+    ]
+    assert offenders == []
+
+
+def test_a_plugin_that_fails_to_import_is_reported_and_the_others_load(tmp_path):
+    write_plugin(tmp_path, "broken", "raise ImportError('needs vendorlib 2.0')\n")
+    write_plugin(
+        tmp_path,
+        "good",
+        """
+        @sdk.hookimpl
+        def cohub_register_meters(register):
+            register(sdk.Meter(name="tickets_opened", unit="ticket"))
+        """,
+    )
+
+    host = PluginHost([tmp_path])
+
+    plugins = by_name(host)
+    assert plugins["broken"].status == "failed"
+    assert plugins["broken"].error == "ImportError: needs vendorlib 2.0"
+    assert plugins["good"].status == "loaded"
+    assert plugins["good"].source == f"folder {tmp_path / 'good.py'}"
+    assert "tickets_opened" in host.meters()
+    assert "flat_file" in host.connectors()
+
+
+def test_a_plugin_that_raises_while_registering_is_reported_and_skipped(tmp_path):
+    write_plugin(
+        tmp_path,
+        "raising",
+        """
+        @sdk.hookimpl
+        def cohub_register_connectors(register):
+            raise RuntimeError("licence server unreachable")
+        """,
+    )
+
+    host = PluginHost([tmp_path])
+
+    assert [(f.plugin, f.stage, f.error) for f in host.failures] == [
+        ("raising", "cohub_register_connectors", "RuntimeError: licence server unreachable")
+    ]
+    assert sorted(host.connectors()) == ["flat_file", "sql_table"]
+
+
+def test_a_misspelled_hook_is_an_error_naming_the_plugin(tmp_path):
+    write_plugin(
+        tmp_path,
+        "typo",
+        """
+        @sdk.hookimpl
+        def cohub_register_conectors(register):
+            pass
+        """,
+    )
+
+    host = PluginHost([tmp_path])
+
+    assert [(f.plugin, f.error) for f in host.failures] == [
+        ("typo", "unknown hook 'cohub_register_conectors' (misspelled?)")
+    ]
+
+
+def test_registering_something_that_is_not_a_connector_is_reported(tmp_path):
+    write_plugin(
+        tmp_path,
+        "confused",
+        """
+        @sdk.hookimpl
+        def cohub_register_connectors(register):
+            register("flat_file")
+        """,
+    )
+
+    host = PluginHost([tmp_path])
+
+    assert [(f.plugin, f.error) for f in host.failures] == [
+        ("confused", "TypeError: register() takes a Connector subclass, got 'flat_file'")
+    ]
+
+
+def test_a_plugin_disabled_by_name_is_listed_but_not_loaded():
+    host = PluginHost([], disabled=["flat_file"])
+
+    assert by_name(host)["flat_file"].status == "disabled"
+    assert "flat_file" not in host.connectors()
+
+
+def test_a_second_plugin_claiming_a_connector_name_is_refused(tmp_path):
+    write_plugin(
+        tmp_path,
+        "impostor",
+        """
+        class Impostor(sdk.Connector):
+            name = "flat_file"
+
+        @sdk.hookimpl
+        def cohub_register_connectors(register):
+            register(Impostor)
+        """,
+    )
+
+    host = PluginHost([tmp_path])
+
+    assert [(f.plugin, f.error) for f in host.failures] == [
+        ("impostor", "ValueError: connector 'flat_file' is already provided by flat_file")
+    ]
+    assert host.connectors()["flat_file"].__module__ == "connectors.flat_file"
+
+
+@pytest.fixture
+def plugin_dir(config_dir: Path) -> Path:
+    folder = config_dir.parent / "plugins"
+    folder.mkdir()
+    return folder
+
+
+async def test_a_lifecycle_hook_that_raises_is_reported_and_the_run_succeeds(
+    runtime, config_dir, plugin_dir
+):
+    write_plugin(
+        plugin_dir,
+        "noisy",
+        """
+        seen = []
+
+        @sdk.hookimpl
+        def cohub_run_started(run):
+            raise RuntimeError("pager service down")
+
+        @sdk.hookimpl
+        async def cohub_run_finished(run, counts):
+            seen.append((run.route, counts.written))
+        """,
+    )
+    runtime.plugins = PluginHost([plugin_dir])
+    await apply(runtime.engine, load_config(config_dir))
+
+    summary = await run_route(runtime.engine, runtime.plugins, "eastview-payroll")
+
+    assert summary.status == "succeeded"
+    assert [(f.plugin, f.stage, f.error) for f in runtime.plugins.failures] == [
+        ("noisy", "cohub_run_started", "RuntimeError: pager service down")
+    ]
+    import cohub_site_plugin_noisy as noisy
+
+    assert noisy.seen == [("eastview-payroll", 51)]
+
+
+async def test_a_transform_that_raises_fails_its_run_naming_the_plugin_and_other_routes_go_on(
+    runtime, config_dir, plugin_dir
+):
+    write_plugin(
+        plugin_dir,
+        "masking",
+        """
+        def mask(context, records):
+            raise KeyError("employee_name")
+
+        @sdk.hookimpl
+        def cohub_register_transforms(register):
+            register(sdk.Transform(name="mask_names", function=mask))
+        """,
+    )
+    runtime.plugins = PluginHost([plugin_dir])
+    routes = config_dir / "routes.toml"
+    routes.write_text(
+        routes.read_text().replace(
+            "[routes.eastview-payroll]\n",
+            '[routes.eastview-payroll]\ntransforms = ["mask_names"]\n',
+        )
+    )
+    await apply(runtime.engine, load_config(config_dir))
+
+    failed = await run_route(runtime.engine, runtime.plugins, "eastview-payroll")
+    other = await run_route(runtime.engine, runtime.plugins, "millbrook-payroll")
+
+    assert failed.status == "failed"
+    assert (
+        failed.error == "plugin 'masking' failed in transform mask_names: KeyError: 'employee_name'"
+    )
+    assert failed.counts.written == 0
+    assert other.status == "succeeded"
+    assert other.counts.written == 39
+
+
+async def test_a_connector_that_raises_fails_its_run_naming_connection_and_plugin(
+    runtime, config_dir, plugin_dir
+):
+    write_plugin(
+        plugin_dir,
+        "vendor",
+        """
+        class Exploding(sdk.Connector):
+            name = "exploding"
+
+            async def read(self, stream, state):
+                yield sdk.Batch(records=[], state={"page": 1})
+                raise ConnectionResetError("peer reset")
+
+        @sdk.hookimpl
+        def cohub_register_connectors(register):
+            register(Exploding)
+        """,
+    )
+    runtime.plugins = PluginHost([plugin_dir])
+    (config_dir / "connections" / "eastview-payroll.toml").write_text(
+        'connector = "exploding"\nmember = "eastview"\n'
+    )
+    await apply(runtime.engine, load_config(config_dir))
+
+    failed = await run_route(runtime.engine, runtime.plugins, "eastview-payroll")
+
+    assert failed.status == "failed"
+    assert failed.error == (
+        "connection 'eastview-payroll' (exploding, plugin 'vendor') failed to read: "
+        "ConnectionResetError: peer reset"
+    )
+    assert failed.counts.batches == 1
