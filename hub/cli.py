@@ -24,7 +24,7 @@ from hub.config import ConfigError, check_against_plugins, load_config
 from hub.engine.connections import UnknownRoute, route_names
 from hub.engine.run import RouteBusy, RunSummary, run_route
 from hub.model import RECORD_TYPES, record_type
-from hub.redaction import mask
+from hub.redaction import redact_text
 from hub.runtime import CONFIG_ENV, Runtime, home_dir, key_file
 from hub.sdk.lifecycle import RunCounts
 from hub.store import migrate
@@ -32,7 +32,8 @@ from hub.store.database import is_sqlite
 from hub.store.tables import dead_letters, runs, usage_events
 from hub.vault import Vault, VaultError, create_key_file, load_keys
 
-out = Console(highlight=False)
+# Piped output (files, CI logs, tests) gets wide tables instead of 80 columns of ellipses.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 BUNDLED_CONFIG = Path(__file__).resolve().parent.parent / "config"
@@ -107,11 +108,9 @@ async def sync_routes(runtime: Runtime, names: Sequence[str]) -> list[RunSummary
 
 def print_runs(summaries: Sequence[RunSummary]) -> None:
     table = Table(title="Runs")
-    for column in ("run", "route", "member", "status", "read", "written", "dead letters", "error"):
-        table.add_column(
-            column,
-            justify="right" if column in ("run", "read", "written", "dead letters") else "left",
-        )
+    for column in ("run", "route", "member", "status", "read", "written", "dead letters"):
+        numeric = column in ("run", "read", "written", "dead letters")
+        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
     for s in summaries:
         style = "green" if s.status == "succeeded" else "red"
         table.add_row(
@@ -122,9 +121,11 @@ def print_runs(summaries: Sequence[RunSummary]) -> None:
             f"{s.counts.read:,}",
             f"{s.counts.written:,}",
             f"{s.counts.rejected:,}",
-            s.error or "",
         )
     out.print(table)
+    for s in summaries:
+        if s.error:
+            out.print(f"[red]run {s.id} ({s.route}) failed:[/] {escape(s.error)}")
 
 
 async def print_usage(
@@ -300,16 +301,16 @@ async def cmd_deadletters(args: argparse.Namespace, runtime: Runtime) -> int:
     async with runtime.engine.connect() as conn:
         rows = (await conn.execute(query)).mappings().all()
     table = Table(title="Dead letters")
-    for column in ("id", "route", "member", "position", "reason", "record (PII masked)"):
-        table.add_column(column)
+    for column in ("id", "run", "route", "member", "position", "reason"):
+        table.add_column(column, no_wrap=column != "reason")
     for row in rows:
         table.add_row(
             str(row["id"]),
+            str(row["run_id"]),
             row["route"],
             row["member"] or "-",
             row["position"],
-            row["reason"],
-            json.dumps(mask(row["raw"])),
+            escape(redact_text(row["reason"])),
         )
     out.print(table)
     return 0

@@ -1,0 +1,145 @@
+"""The cohub command as an admin uses it: init, schema, plugins, demo twice, sync, runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cohub(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("COHUB_")}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_init_writes_a_skeleton_and_a_master_key_only_its_owner_can_read(tmp_path):
+    result = cohub("init", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    key = tmp_path / ".cohub" / "master.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert (tmp_path / "config" / "cooperative.toml").is_file()
+    assert (tmp_path / "config" / "connections").is_dir()
+    assert cohub("validate", cwd=tmp_path).returncode == 0
+
+    again = cohub("init", cwd=tmp_path)
+    assert again.returncode == 0
+    assert f"kept    {Path('.cohub/master.key')}" in again.stdout
+
+
+def test_schema_prints_a_records_json_schema_with_pii_marks(tmp_path):
+    result = cohub("schema", "payroll.pay_line", cwd=tmp_path)
+
+    schema = json.loads(result.stdout)
+    body = schema["$defs"]["PayLine"]
+    assert body["x-record"] == "payroll.pay_line"
+    assert body["x-key"] == ["pay_run_id", "employee_id", "line_number"]
+    assert body["properties"]["ssn"]["x-pii"] is True
+    assert body["properties"]["amount"]["format"] == "decimal"
+
+
+def test_schema_of_an_unknown_record_names_the_known_ones(tmp_path):
+    result = cohub("schema", "payroll.paycheck", cwd=tmp_path)
+
+    assert result.returncode == 2
+    assert "unknown record 'payroll.paycheck'; known: accounting.account" in result.stderr
+
+
+def test_schema_of_a_connector_prints_its_options_schema(tmp_path):
+    result = cohub("schema", "--connector", "flat_file", cwd=tmp_path)
+
+    schema = json.loads(result.stdout)
+    assert schema["$defs"]["FlatFileOptions"]["required"] == ["folder", "streams"]
+
+
+def test_plugins_lists_name_version_source_and_what_each_provides(tmp_path):
+    result = cohub("plugins", "--json", cwd=tmp_path)
+
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["flat_file"]["source"] == "entry point connectors.flat_file (cohub)"
+    assert plugins["flat_file"]["version"] == "0.1.0"
+    assert plugins["sql_table"]["provides"] == ["connector:sql_table"]
+
+
+def test_demo_twice_writes_no_duplicate_rows_and_no_duplicate_usage(tmp_path):
+    first = cohub("demo", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "eastview" in first.stdout and "records_synced" in first.stdout
+
+    second = cohub("demo", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+
+    usage = cohub("usage", cwd=tmp_path).stdout
+    rows = [line.split("│")[1:-1] for line in usage.splitlines() if "records_synced" in line]
+    assert [[cell.strip() for cell in row] for row in rows] == [
+        ["eastview", "cbo-payroll", "records_synced", "51"],
+        ["harbor-falls", "cbo-payroll", "records_synced", "42"],
+        ["millbrook", "cbo-payroll", "records_synced", "39"],
+    ]
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / ".cohub" / "cbo_payroll.db") as db:
+        assert db.execute("SELECT count(*) FROM pay_lines").fetchone() == (132,)
+
+
+def test_sync_of_an_unknown_route_is_refused_and_exits_1(tmp_path):
+    assert cohub("apply", str(REPO / "config"), cwd=tmp_path).returncode == 0
+
+    result = cohub("sync", "nowhere", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert "no route 'nowhere'" in result.stderr
+
+
+def test_sync_then_runs_shows_the_history(tmp_path):
+    assert cohub("apply", str(REPO / "config"), cwd=tmp_path).returncode == 0
+    assert cohub("sync", "millbrook-payroll", cwd=tmp_path).returncode == 0
+
+    runs = cohub("runs", cwd=tmp_path)
+
+    assert "millbrook-payroll" in runs.stdout
+    assert "succeeded" in runs.stdout
+
+
+def test_apply_dry_run_prints_the_diff_and_changes_nothing(tmp_path):
+    result = cohub("apply", "--dry-run", str(REPO / "config"), cwd=tmp_path)
+
+    assert result.returncode == 0
+    assert "+ member eastview" in result.stdout
+    assert "would apply 11 change(s)" in result.stdout
+    assert (
+        "no changes" not in cohub("apply", "--dry-run", str(REPO / "config"), cwd=tmp_path).stdout
+    )
+
+
+def test_json_logs_are_one_object_a_line(tmp_path):
+    assert cohub("apply", str(REPO / "config"), cwd=tmp_path).returncode == 0
+
+    result = cohub("--json", "--log-level", "info", "sync", "millbrook-payroll", cwd=tmp_path)
+
+    events = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [e["event"] for e in events] == ["run.started", "run.finished"]
+    assert events[1]["route"] == "millbrook-payroll"
+    assert events[1]["written"] == 39
+
+
+@pytest.mark.parametrize("command", [["deadletters", "list"], ["usage"], ["runs"]])
+def test_read_commands_work_on_an_empty_hub(tmp_path, command):
+    assert cohub(*command, cwd=tmp_path).returncode == 0
