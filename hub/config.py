@@ -189,7 +189,7 @@ def _locate(data: Any, segments: list[str], leaf: str | None, *, missing: bool) 
     return names
 
 
-class _Collector:
+class Issues:
     """Gathers issues so one pass reports every mistake, not only the first."""
 
     def __init__(self) -> None:
@@ -228,7 +228,7 @@ def _names(data: Mapping[str, Any], key: str) -> list[str]:
     return list(value) if isinstance(value, dict) else []
 
 
-def read_toml(path: Path, issues: _Collector) -> dict[str, Any] | None:
+def read_toml(path: Path, issues: Issues) -> dict[str, Any] | None:
     """Parse one TOML file; a syntax error becomes an issue with the line and column."""
     try:
         with path.open("rb") as handle:
@@ -243,7 +243,7 @@ def read_toml(path: Path, issues: _Collector) -> dict[str, Any] | None:
 def load_config(directory: str | Path) -> HubConfig:
     """Load and validate a configuration folder; raise ConfigError listing every issue."""
     root = Path(directory)
-    issues = _Collector()
+    issues = Issues()
     if not root.is_dir():
         raise ConfigError([ConfigIssue(str(root), "", "is not a configuration folder")])
     coop_file = root / "cooperative.toml"
@@ -325,7 +325,7 @@ def check_against_plugins(
 ) -> None:
     """Check what only the loaded plugins know: connectors, their options and secrets, and
     transform names. Raise ConfigError listing every issue."""
-    issues = _Collector()
+    issues = Issues()
     root = Path(config.directory)
     known_transforms = set(transforms)
     for name, connection in config.connections.items():

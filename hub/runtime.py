@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
-import msgspec
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.config import PluginSettings
+from hub.config import ConfigError, Issues, PluginSettings, read_toml
 from hub.plugins import PluginHost
 from hub.store.database import create_engine, default_url
 from hub.vault import MASTER_KEY_ENV, Vault, VaultResolver, load_keys
@@ -33,8 +31,11 @@ def plugin_settings(config_dir: Path) -> tuple[list[Path], list[str]]:
     path = config_dir / "cooperative.toml"
     settings = PluginSettings()
     if path.is_file():
-        with path.open("rb") as handle:
-            settings = msgspec.convert(tomllib.load(handle).get("plugins", {}), PluginSettings)
+        issues = Issues()
+        data = read_toml(path, issues) or {}
+        settings = issues.convert(data.get("plugins", {}), PluginSettings, path, "plugins") or settings
+        if issues.issues:
+            raise ConfigError(issues.issues)
     return [(config_dir / p).resolve() for p in settings.paths], settings.disabled
 
 
