@@ -20,9 +20,22 @@ def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
     return mask(event)
 
 
+class _StandardError:
+    """sys.stderr looked up at each write, so a swapped stream (pytest, daemons) is followed."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(*, json: bool, level: str = "info", stream: Any = None) -> None:
-    """Set up structlog once per process."""
-    output = stream or sys.stderr
+    """Set up structlog once per process (loggers are cached on first use)."""
+    output = stream or _StandardError()
     renderer: Any
     if json:
         renderer = structlog.processors.JSONRenderer()

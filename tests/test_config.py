@@ -146,13 +146,10 @@ def test_an_unknown_connector_names_the_loaded_ones(folder):
         'connector = "flatfile"',
     )
 
-    assert issues_of(folder) == [
-        (
-            "eastview-payroll.toml",
-            "connector",
-            "no connector 'flatfile' (known: flat_file, sql_table)",
-        )
-    ]
+    [(file, key, reason)] = issues_of(folder)
+    assert (file, key) == ("eastview-payroll.toml", "connector")
+    assert reason.startswith("no connector 'flatfile' (known: flat_file, ")
+    assert "sql_table" in reason
 
 
 def test_a_bad_connector_option_is_named_with_its_path(folder):
