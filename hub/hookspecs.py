@@ -2,8 +2,9 @@
 
 Every hook is named ``cohub_*`` so a grep finds each implementation. Hooks that *register* things
 take a `register` callback, so one plugin can register several things and the hub validates each
-as it arrives. Hooks may be ``async def`` unless marked firstresult; the hub awaits what they
-return. A plugin that raises in a hook is reported with its error and skipped, except in
+as it arrives; they run once at start-up and must be plain functions. Lifecycle hooks
+(``cohub_run_*``, ``cohub_batch_committed``) may be ``async def``: the hub awaits what they
+return. `cohub_resolve_secret` is firstresult and must be synchronous. A plugin that raises in a hook is reported with its error and skipped, except in
 `cohub_register_transforms` functions, whose failure fails the run (see docs/plugins/hooks.md).
 """
 

@@ -108,11 +108,13 @@ class PluginHost:
             self.pm.set_blocked(name)
             return
         if name in self.infos:
-            self.report(
-                name,
-                "load",
-                f"a plugin named {name!r} is already loaded from {self.infos[name].source}",
+            # Listed under its own entry, so the plugin already loaded keeps its status.
+            clash = f"a plugin named {name!r} is already loaded from {self.infos[name].source}"
+            self.infos[f"{name} ({source})"] = PluginInfo(
+                name=name, version=version, source=source, status="failed", error=clash
             )
+            self.failures.append(PluginFailure(name, "load", clash))
+            log.warning("plugin.failed", plugin=name, stage="load", error=clash)
             return
         self.infos[name] = PluginInfo(name=name, version=version, source=source)
         try:
@@ -202,7 +204,12 @@ class PluginHost:
                 self.infos[plugin].provides.append(f"{kind}:{name}")
 
             try:
-                impl.function(register)
+                result = impl.function(*(register for _ in impl.argnames))
+                if inspect.isawaitable(result):
+                    close = getattr(result, "close", None)
+                    if close is not None:
+                        close()
+                    raise TypeError(f"{hook} must be a plain function, not async")
             except Exception as error:
                 self.report(plugin, hook, error)
 

@@ -33,7 +33,9 @@ def plugin_settings(config_dir: Path) -> tuple[list[Path], list[str]]:
     if path.is_file():
         issues = Issues()
         data = read_toml(path, issues) or {}
-        settings = issues.convert(data.get("plugins", {}), PluginSettings, path, "plugins") or settings
+        settings = (
+            issues.convert(data.get("plugins", {}), PluginSettings, path, "plugins") or settings
+        )
         if issues.issues:
             raise ConfigError(issues.issues)
     return [(config_dir / p).resolve() for p in settings.paths], settings.disabled

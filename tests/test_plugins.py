@@ -260,3 +260,50 @@ async def test_a_connector_that_raises_fails_its_run_naming_connection_and_plugi
         "ConnectionResetError: peer reset"
     )
     assert failed.counts.batches == 1
+
+
+def test_a_plugin_whose_name_is_taken_is_listed_as_failed_and_the_first_keeps_working(tmp_path):
+    write_plugin(tmp_path, "flat_file", "VALUE = 1\n")
+
+    host = PluginHost([tmp_path])
+
+    entries = [
+        (i.name, i.status, i.source.split()[0]) for i in host.plugins() if i.name == "flat_file"
+    ]
+    assert sorted(entries) == [("flat_file", "failed", "folder"), ("flat_file", "loaded", "entry")]
+    assert host.connectors()["flat_file"].__module__ == "connectors.flat_file"
+
+
+def test_an_async_register_hook_is_reported_not_silently_ignored(tmp_path):
+    write_plugin(
+        tmp_path,
+        "eager",
+        """
+        @sdk.hookimpl
+        async def cohub_register_meters(register):
+            register(sdk.Meter(name="never", unit="x"))
+        """,
+    )
+
+    host = PluginHost([tmp_path])
+
+    assert [(f.plugin, f.error) for f in host.failures] == [
+        ("eager", "TypeError: cohub_register_meters must be a plain function, not async")
+    ]
+    assert "never" not in host.meters()
+
+
+def test_a_register_hook_may_take_fewer_arguments_than_the_spec(tmp_path):
+    write_plugin(
+        tmp_path,
+        "quiet",
+        """
+        @sdk.hookimpl
+        def cohub_register_meters():
+            pass
+        """,
+    )
+
+    host = PluginHost([tmp_path])
+
+    assert host.failures == []

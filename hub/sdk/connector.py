@@ -55,8 +55,8 @@ class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ConnectionContext(msgspec.Struct, frozen=True, kw_only=True):
-    """Where a connection lives: its name, its member (None for the cooperative), and the folder
-    its configuration file came from, against which relative paths in options resolve."""
+    """Where a connection lives: its name, its member (None for the cooperative), and the
+    configuration folder it was applied from, against which relative paths in options resolve."""
 
     connection: str
     member: str | None
