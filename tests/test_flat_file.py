@@ -193,7 +193,7 @@ async def test_a_file_still_being_written_is_left_for_the_next_run(tmp_path):
 async def test_a_missing_column_is_a_configuration_error_naming_it(tmp_path):
     (tmp_path / "a.csv").write_text("Run,Date\nR1,2026-10-15\n")
 
-    with pytest.raises(sdk.ConnectorConfigError, match="a.csv: missing column 'Emp'"):
+    with pytest.raises(sdk.ConnectorConfigError, match=r"a\.csv: missing column 'Emp'"):
         await read_all(source(tmp_path))
 
 
