@@ -3,50 +3,27 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
 
 from hub.plugins import PluginHost
 from hub.runtime import Runtime
 from hub.store import migrate
 from hub.store.database import create_engine
+from tests.databases import BACKENDS, temporary_database
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config"
-POSTGRES_URL = os.environ.get("COHUB_TEST_DATABASE_URL")
-
-BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 
 
 @pytest.fixture(params=BACKENDS)
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A URL to an empty database: an SQLite file, or a PostgreSQL database made for this test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'hub.db'}"
-        return
-    assert POSTGRES_URL is not None
-    server = make_url(POSTGRES_URL)
-    name = f"cohub_test_{uuid.uuid4().hex[:12]}"
-    admin = server.set(drivername="postgresql", database="postgres")
-    dsn = admin.render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield server.set(database=name).render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    """A URL to an empty hub database, once per backend."""
+    async with temporary_database(request.param, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -23,11 +23,14 @@ _ASYNC_DRIVERS = {
     "postgresql": "postgresql+asyncpg",
     "postgres": "postgresql+asyncpg",
     "sqlite": "sqlite+aiosqlite",
+    "mysql": "mysql+aiomysql",
+    "mariadb": "mariadb+aiomysql",
 }
 
 
 def async_url(url: str | URL) -> URL:
-    """`url` with its async driver: a plain ``postgresql://`` or ``sqlite://`` URL works."""
+    """`url` with its async driver: a plain ``postgresql://``, ``mysql://`` or ``sqlite://`` URL
+    works."""
     parsed = make_url(url) if isinstance(url, str) else url
     driver = _ASYNC_DRIVERS.get(parsed.drivername)
     return parsed.set(drivername=driver) if driver else parsed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Table
+from sqlalchemy import Table, func
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -31,6 +31,11 @@ def upsert(table: Table, dialect: str, key: Sequence[str], *, newer: str | None 
         where = table.c[newer] <= statement.excluded[newer] if newer else None
         return statement.on_conflict_do_update(index_elements=list(key), set_=updates, where=where)
     statement = mysql.insert(table)
-    return statement.on_duplicate_key_update(
-        {c.name: statement.inserted[c.name] for c in table.columns if c.name not in key}
-    )
+    updates = {c.name: statement.inserted[c.name] for c in table.columns if c.name not in key}
+    if newer:
+        # MySQL/MariaDB have no WHERE on the update: keep each column unless the incoming row is
+        # not older, and assign the timestamp last so the comparisons above still see the old one.
+        fresh = statement.inserted[newer] >= table.c[newer]
+        updates = {name: func.if_(fresh, value, table.c[name]) for name, value in updates.items() if name != newer}
+        updates[newer] = func.if_(fresh, statement.inserted[newer], table.c[newer])
+    return statement.on_duplicate_key_update(list(updates.items()))
