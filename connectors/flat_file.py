@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import time
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -36,7 +39,10 @@ class StreamProfile(sdk.Options, kw_only=True):
     columns: dict[str, str]
     account_column: str | None = None
     date_format: str = "%Y-%m-%d"
+    #: strptime format for datetime columns; None reads ISO 8601 (``2026-10-15T18:30:00Z``).
     datetime_format: str | None = None
+    #: The zone of datetimes written without an offset (IANA name).
+    timezone: str = "UTC"
     constants: dict[str, str] = msgspec.field(default_factory=dict)
 
 
@@ -64,7 +70,13 @@ class FlatFileSource(sdk.Connector[FlatFileOptions]):
         if not folder.is_dir():
             raise sdk.ConnectorConfigError(f"folder {folder} does not exist")
         for name, profile in self.config.streams.items():
-            Mapping(profile, self.config.account_layout, name)
+            mapping = Mapping(profile, self.config.account_layout, name)
+            # The newest export must carry every mapped column.
+            files = sorted(folder.glob(profile.pattern), key=lambda p: p.stat().st_mtime)
+            if files:
+                with self._open(files[-1]) as reader:
+                    header = next(reader, None) or []
+                mapping.compile([h.strip() for h in header], datetime.now(UTC), files[-1].name)
 
     async def streams(self) -> list[sdk.StreamSpec]:
         return [
@@ -110,8 +122,7 @@ class FlatFileSource(sdk.Connector[FlatFileOptions]):
         self, path: Path, mapping: Mapping, start: int
     ) -> Iterator[tuple[list[sdk.Record], list[sdk.Reject], int]]:
         fallback_updated = datetime.fromtimestamp(path.stat().st_mtime, UTC)
-        with path.open(newline="", encoding=self.config.encoding) as handle:
-            reader = csv.reader(handle, delimiter=self.config.delimiter)
+        with self._open(path) as reader:
             header = next(reader, None)
             if header is None:
                 return
@@ -126,6 +137,17 @@ class FlatFileSource(sdk.Connector[FlatFileOptions]):
                 records, rejects = build(chunk, line)
                 line += len(chunk)
                 yield records, rejects, len(chunk)
+
+    @contextmanager
+    def _open(self, path: Path) -> Iterator[Iterator[list[str]]]:
+        """A CSV reader over `path`; a wrong encoding is an error naming the file and encoding."""
+        with path.open(newline="", encoding=self.config.encoding) as handle:
+            try:
+                yield csv.reader(handle, delimiter=self.config.delimiter)
+            except UnicodeDecodeError as error:
+                raise sdk.ConnectorConfigError(
+                    f"{path.name} is not {self.config.encoding}: byte {error.start} cannot be decoded"
+                ) from None
 
     def map_raw(self, stream: str, raw: dict[str, Any]) -> sdk.Record:
         mapping = Mapping(self._profile(stream), self.config.account_layout, stream)
@@ -160,10 +182,13 @@ class Mapping:
         except KeyError as error:
             raise sdk.ConnectorConfigError(f"stream {stream!r}: {error.args[0]}") from None
         self.profile = profile
-        if layout in sdk.ACCOUNT_LAYOUTS:
-            self.layout = sdk.ACCOUNT_LAYOUTS[layout]
-        else:
-            self.layout = sdk.AccountLayout("custom", layout)
+        self.layout = _account_layout(layout)
+        try:
+            ZoneInfo(profile.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise sdk.ConnectorConfigError(
+                f"stream {stream!r}: unknown time zone {profile.timezone!r}"
+            ) from None
         hints = typing.get_type_hints(self.record)
         fields = {f.name for f in msgspec.structs.fields(self.record)}
         unknown = sorted(set(profile.columns) - fields)
@@ -174,19 +199,26 @@ class Mapping:
         self.converters = {name: self._converter(hints[name]) for name in profile.columns}
 
     def _converter(self, hint: Any) -> Converter | None:
-        kinds = {hint, *typing.get_args(hint)}
+        kinds = sdk.field_types(hint)
+        if datetime in kinds:
+            return self._datetime_converter()
         if date in kinds:
             fmt = self.profile.date_format
             return lambda text: datetime.strptime(text, fmt).date()
-        if datetime in kinds and self.profile.datetime_format:
-            fmt = self.profile.datetime_format
-            return lambda text: datetime.strptime(text, fmt)
-        if Decimal in kinds or any(
-            typing.get_origin(k) is typing.Annotated and Decimal in typing.get_args(k)
-            for k in kinds
-        ):
+        if Decimal in kinds:
             return _decimal
         return None
+
+    def _datetime_converter(self) -> Converter:
+        """Datetimes as the export writes them, made aware: naive ones are in the profile's zone."""
+        zone = ZoneInfo(self.profile.timezone)
+        fmt = self.profile.datetime_format
+
+        def convert(text: str) -> datetime:
+            value = datetime.strptime(text, fmt) if fmt else datetime.fromisoformat(text)
+            return value if value.tzinfo else value.replace(tzinfo=zone)
+
+        return convert
 
     def compile(
         self, header: list[str], fallback_updated: datetime, file_name: str
@@ -252,6 +284,22 @@ class Mapping:
             return records, early
 
         return build
+
+
+def _account_layout(layout: str) -> sdk.AccountLayout:
+    """A named layout, or a regular expression naming at least fund, function and object."""
+    if layout in sdk.ACCOUNT_LAYOUTS:
+        return sdk.ACCOUNT_LAYOUTS[layout]
+    try:
+        groups = set(re.compile(layout).groupindex)
+    except re.error:
+        groups = set()
+    if not {"fund", "function", "object"} <= groups:
+        raise sdk.ConnectorConfigError(
+            f"unknown account layout {layout!r}: use {', '.join(sdk.ACCOUNT_LAYOUTS)} or a regular "
+            "expression with named groups fund, function and object"
+        )
+    return sdk.AccountLayout("custom", layout)
 
 
 def _decimal(text: str) -> Decimal:

@@ -148,7 +148,7 @@ def record_columns(record: type[msgspec.Struct], prefix: str = "") -> list[Colum
     for field in msgspec.structs.fields(record):
         name = field.name
         hint = hints[name]
-        nested = _struct_of(hint)
+        nested = sdk.nested_struct(hint)
         if nested is not None:
             for inner in record_columns(nested, f"{prefix}{name}_"):
                 columns.append(Column_(inner.name, inner.type, _nested_getter(name, inner.get)))
@@ -171,24 +171,13 @@ def _getter(name: str, hint: Any) -> Callable[[Any], Any]:
     return lambda record: getattr(record, name)
 
 
-def _struct_of(hint: Any) -> type[msgspec.Struct] | None:
-    for kind in (hint, *typing.get_args(hint)):
-        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
-            return kind
-    return None
-
-
 JSON_TYPE = JSON()
 
 
 def _sql_type(hint: Any) -> Any:
-    kinds = {hint, *typing.get_args(hint)} - {type(None)}
-    kinds |= {
-        a
-        for k in list(kinds)
-        if typing.get_origin(k) is typing.Annotated
-        for a in typing.get_args(k)[:1]
-    }
+    kinds = sdk.field_types(hint)
+    if kinds & {list, dict, tuple, set}:
+        return JSON_TYPE
     if bool in kinds:
         return Boolean()
     if int in kinds:

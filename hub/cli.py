@@ -21,9 +21,16 @@ from sqlalchemy import func, select
 from hub import logs
 from hub.apply import apply
 from hub.config import ConfigError, check_against_plugins, load_config
-from hub.engine.connections import UnknownRoute, route_names
-from hub.engine.run import RouteBusy, RunSummary, run_route
+from hub.engine.connections import (
+    ConnectionRow,
+    UnknownRoute,
+    open_connector,
+    route_names,
+    stored_connections,
+)
+from hub.engine.run import RouteRefused, RunSummary, run_route
 from hub.model import RECORD_TYPES, record_type
+from hub.plugins import PluginHost, describe
 from hub.redaction import redact_text
 from hub.runtime import CONFIG_ENV, Runtime, home_dir, key_file
 from hub.sdk.lifecycle import RunCounts
@@ -47,7 +54,10 @@ class UsageError(Exception):
 
 
 def config_dir(args: argparse.Namespace) -> Path:
-    return Path(getattr(args, "dir", None) or args.config)
+    """The configuration folder a command works on; its ``[plugins]`` settings apply too."""
+    if getattr(args, "dir", None):
+        return Path(args.dir)
+    return BUNDLED_CONFIG if args.command == "demo" else Path(args.config)
 
 
 async def ensure_schema(runtime: Runtime) -> None:
@@ -97,7 +107,7 @@ async def sync_routes(runtime: Runtime, names: Sequence[str]) -> list[RunSummary
 
             try:
                 summary = await run_route(runtime.engine, runtime.plugins, name, progress=update)
-            except (RouteBusy, UnknownRoute) as error:
+            except (RouteRefused, UnknownRoute) as error:
                 progress.update(task, total=1, completed=1, description=f"{name} [red]refused")
                 err.print(f"[red]{error}")
                 continue
@@ -224,6 +234,45 @@ async def cmd_sync(args: argparse.Namespace, runtime: Runtime) -> int:
     )
 
 
+async def cmd_check(args: argparse.Namespace, runtime: Runtime) -> int:
+    await ensure_schema(runtime)
+    await runtime.unlock_vault()
+    async with runtime.engine.connect() as conn:
+        rows = await stored_connections(conn, args.connections or None)
+    missing = sorted(set(args.connections) - {row.name for row in rows})
+    if missing:
+        raise UsageError(f"no connection {missing[0]!r}; `cohub apply` the configuration first")
+    table = Table(title="Connections")
+    for column in ("connection", "connector", "member", "result", "streams"):
+        table.add_column(column, no_wrap=True)
+    failures: list[tuple[str, str]] = []
+    for row in rows:
+        result, streams = await check_connection(runtime.plugins, row)
+        if result != "ok":
+            failures.append((row.name, result))
+        status = "[green]ok" if result == "ok" else "[red]failed"
+        table.add_row(row.name, row.connector, row.member or "-", status, streams)
+    out.print(table)
+    for name, reason in failures:
+        out.print(f"[red]{name}:[/] {escape(reason)}")
+    return 1 if failures else 0
+
+
+async def check_connection(host: PluginHost, row: ConnectionRow) -> tuple[str, str]:
+    """Open a connection, run its connector's check and discovery: ("ok", streams) or the error."""
+    connector = None
+    try:
+        connector = open_connector(host, row)
+        await connector.check()
+        streams = await connector.streams()
+    except Exception as error:
+        return redact_text(describe(error)), ""
+    finally:
+        if connector is not None:
+            await connector.close()
+    return "ok", ", ".join(f"{s.name} ({s.record})" if s.record else s.name for s in streams)
+
+
 async def cmd_runs(args: argparse.Namespace, runtime: Runtime) -> int:
     await ensure_schema(runtime)
     query = select(runs).order_by(runs.c.id.desc()).limit(args.limit)
@@ -333,13 +382,14 @@ async def cmd_secrets(args: argparse.Namespace, runtime: Runtime) -> int:
 
 
 async def cmd_demo(args: argparse.Namespace, runtime: Runtime) -> int:
-    directory = Path(args.dir) if args.dir else BUNDLED_CONFIG
+    directory = config_dir(args)
     out.rule("[bold]Cohub demo")
     out.print(
         f"configuration: {directory}\ndatabase:      {runtime.engine.url.render_as_string(hide_password=True)}"
     )
     await ensure_schema(runtime)
     config = load_checked(directory, runtime)
+    await runtime.unlock_vault()
     changes = await apply(runtime.engine, config)
     out.print(
         f"applied {len(changes)} configuration change(s)"
@@ -413,7 +463,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--database", help="database URL (default: COHUB_DATABASE_URL or .cohub/cohub.db)"
     )
     parser.add_argument("--json", action="store_true", help="log JSON lines (as the daemon does)")
-    parser.add_argument("--log-level", default="warning")
+    parser.add_argument(
+        "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
@@ -436,6 +488,8 @@ def build_parser() -> argparse.ArgumentParser:
     sync = command("sync", cmd_sync, "run routes now")
     sync.add_argument("routes", nargs="*")
     sync.add_argument("--all", action="store_true", help="every enabled route")
+    check = command("check", cmd_check, "test connections: reach each system and list its streams")
+    check.add_argument("connections", nargs="*", help="connection names (default: all)")
     runs_cmd = command("runs", cmd_runs, "recent runs")
     runs_cmd.add_argument("--route")
     runs_cmd.add_argument("--limit", type=int, default=20)
@@ -465,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(json=args.json, level=args.log_level)
 
     async def run() -> int:
-        runtime = Runtime.open(Path(args.config), args.database, home_dir())
+        runtime = Runtime.open(config_dir(args), args.database, home_dir())
         try:
             return await args.handler(args, runtime)
         finally:

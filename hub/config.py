@@ -20,8 +20,6 @@ import msgspec
 CODE = r"^[a-z0-9][a-z0-9_-]*$"
 SECRET_REFERENCE = re.compile(r"^(?P<scheme>env|vault):(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)$")
 
-Code = msgspec.Meta(pattern=CODE, description="lower-case letters, digits, - and _")
-
 
 class Strict(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A configuration table: unknown keys are errors."""

@@ -206,9 +206,7 @@ class PluginHost:
             try:
                 result = impl.function(*(register for _ in impl.argnames))
                 if inspect.isawaitable(result):
-                    close = getattr(result, "close", None)
-                    if close is not None:
-                        close()
+                    getattr(result, "close", lambda: None)()
                     raise TypeError(f"{hook} must be a plain function, not async")
             except Exception as error:
                 self.report(plugin, hook, error)
@@ -255,6 +253,9 @@ class PluginHost:
         for impl in self.pm.hook.cohub_resolve_secret.get_hookimpls()[::-1]:
             try:
                 value = impl.function(scheme=scheme, name=name, connection=connection)
+                if inspect.isawaitable(value):
+                    getattr(value, "close", lambda: None)()
+                    raise TypeError("cohub_resolve_secret must be a plain function, not async")
             except Exception as error:
                 self.report(impl.plugin_name, "cohub_resolve_secret", error)
                 continue

@@ -143,3 +143,31 @@ def test_json_logs_are_one_object_a_line(tmp_path):
 @pytest.mark.parametrize("command", [["deadletters", "list"], ["usage"], ["runs"]])
 def test_read_commands_work_on_an_empty_hub(tmp_path, command):
     assert cohub(*command, cwd=tmp_path).returncode == 0
+
+
+def test_check_reaches_every_connection_and_lists_its_streams(tmp_path):
+    assert cohub("apply", str(REPO / "config"), cwd=tmp_path).returncode == 0
+
+    result = cohub("check", cwd=tmp_path)
+
+    assert result.returncode == 0, result.stdout
+    assert "eastview-payroll" in result.stdout
+    assert "pay_lines (payroll.pay_line)" in result.stdout
+
+
+def test_check_of_a_broken_connection_exits_1_with_the_reason(tmp_path):
+    config = tmp_path / "config"
+    import shutil
+
+    shutil.copytree(REPO / "config", config)
+    (config / "sample-data" / "millbrook" / "PAYEXP_202610.txt").unlink()
+    shutil.rmtree(config / "sample-data" / "eastview")
+    assert cohub("apply", str(config), cwd=tmp_path).returncode == 0
+
+    result = cohub("check", "eastview-payroll", "millbrook-payroll", cwd=tmp_path)
+
+    assert result.returncode == 1
+    assert (
+        f"ConnectorConfigError: folder {config / 'sample-data/eastview'} does not exist"
+        in result.stdout
+    )

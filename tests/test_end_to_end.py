@@ -8,13 +8,14 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from connectors.sql_table import stream_table
 from hub.apply import apply
 from hub.config import check_against_plugins, load_config
 from hub.engine.connections import route_names
-from hub.engine.run import RunSummary, run_route
+from hub.engine.run import RouteRefused, RunSummary, run_route
 from hub.model.payroll import PayLine
 from hub.plugins import PluginHost
 from hub.runtime import Runtime
@@ -245,3 +246,43 @@ async def test_a_run_that_fails_midway_resumes_from_its_checkpoint_without_doubl
     assert statuses == ["failed", "succeeded"]
     assert state["files"]["payroll_2026-10.csv"]["complete"] is True
     assert state["files"]["payroll_2026-10.csv"]["rows"] == 51
+
+
+async def test_a_disabled_route_or_connection_is_refused(runtime, config_dir):
+    routes = config_dir / "routes.toml"
+    routes.write_text(
+        routes.read_text().replace(
+            "[routes.eastview-payroll]\n", "[routes.eastview-payroll]\nenabled = false\n"
+        )
+    )
+    millbrook = config_dir / "connections" / "millbrook-payroll.toml"
+    millbrook.write_text(
+        millbrook.read_text().replace(
+            'member = "millbrook"', 'member = "millbrook"\nenabled = false'
+        )
+    )
+    await apply(runtime.engine, load_config(config_dir))
+
+    with pytest.raises(RouteRefused, match="route 'eastview-payroll' is disabled"):
+        await run_route(runtime.engine, runtime.plugins, "eastview-payroll")
+    with pytest.raises(
+        RouteRefused, match="route 'millbrook-payroll': connection 'millbrook-payroll' is disabled"
+    ):
+        await run_route(runtime.engine, runtime.plugins, "millbrook-payroll")
+    async with runtime.engine.connect() as conn:
+        assert await route_names(conn) == ["harbor-falls-payroll", "millbrook-payroll"]
+
+
+async def test_a_re_exported_file_does_not_duplicate_its_dead_letters(runtime, config_dir):
+    await apply_and_sync(runtime, config_dir)
+    export = config_dir / "sample-data/harbor-falls/hf_payroll_oct2026.csv"
+    export.write_text(
+        export.read_text() + export.read_text().splitlines()[1].replace(",1,SAL", ",9,SAL") + "\n"
+    )
+
+    [_, harbor, _] = await apply_and_sync(runtime, config_dir)
+
+    assert (harbor.counts.read, harbor.counts.rejected) == (45, 2)
+    async with runtime.engine.connect() as conn:
+        positions = (await conn.execute(select(dead_letters.c.position))).scalars().all()
+    assert sorted(positions) == ["hf_payroll_oct2026.csv:12", "hf_payroll_oct2026.csv:6"]

@@ -216,3 +216,57 @@ async def test_replay_maps_a_raw_source_row_again(tmp_path):
 )
 def test_amounts_are_read_the_way_exports_write_them(text, amount):
     assert _decimal(text) == amount
+
+
+async def test_datetimes_without_an_offset_are_read_in_the_profiles_time_zone(tmp_path):
+    (tmp_path / "a.csv").write_text(
+        HEADER + "\n" + line(1).replace("2026-10-15T18:30:00Z", "10/15/2026 14:30") + "\n"
+    )
+    connector = source(tmp_path)
+    profile = connector.config.streams["pay_lines"]
+    options = FlatFileSource.parse_options(
+        {
+            "folder": str(tmp_path),
+            "streams": {
+                "pay_lines": {
+                    "record": profile.record,
+                    "account_column": "Account",
+                    "columns": dict(profile.columns),
+                    "datetime_format": "%m/%d/%Y %H:%M",
+                    "timezone": "America/New_York",
+                }
+            },
+        }
+    )
+    connector = FlatFileSource(options, {}, connector.context)
+
+    [record] = [r for b in await read_all(connector) for r in b.records]
+
+    assert record.updated_at == datetime(2026, 10, 15, 18, 30, tzinfo=UTC)
+
+
+async def test_a_misspelled_account_layout_is_a_configuration_error(tmp_path):
+    (tmp_path / "a.csv").write_text(HEADER + "\n" + line(1) + "\n")
+
+    with pytest.raises(
+        sdk.ConnectorConfigError, match="unknown account layout 'nsy': use nys, nces or a"
+    ):
+        await read_all(source(tmp_path, account_layout="nsy"))
+
+
+async def test_a_file_in_the_wrong_encoding_is_an_error_naming_file_and_encoding(tmp_path):
+    (tmp_path / "a.csv").write_bytes(
+        (HEADER + "\n" + line(1).replace("E1", "Peña") + "\n").encode("cp1252")
+    )
+
+    with pytest.raises(
+        sdk.ConnectorConfigError, match=r"a\.csv is not utf-8-sig: byte 63 cannot be decoded"
+    ):
+        await read_all(source(tmp_path))
+
+
+async def test_check_finds_a_mapped_column_missing_from_the_newest_export(tmp_path):
+    (tmp_path / "a.csv").write_text(HEADER.replace("Amount", "Amt") + "\n")
+
+    with pytest.raises(sdk.ConnectorConfigError, match=r"a\.csv: missing column 'Amount'"):
+        await source(tmp_path).check()

@@ -307,3 +307,22 @@ def test_a_register_hook_may_take_fewer_arguments_than_the_spec(tmp_path):
     host = PluginHost([tmp_path])
 
     assert host.failures == []
+
+
+def test_an_async_secret_resolver_is_reported_and_the_others_still_answer(tmp_path, monkeypatch):
+    write_plugin(
+        tmp_path,
+        "slow_vault",
+        """
+        @sdk.hookimpl
+        async def cohub_resolve_secret(scheme, name, connection):
+            return "never"
+        """,
+    )
+    monkeypatch.setenv("CBO_DB_PASSWORD", "from-the-environment")
+    host = PluginHost([tmp_path])
+
+    assert host.resolve_secret("env", "CBO_DB_PASSWORD", "cbo-payroll-db") == "from-the-environment"
+    assert [(f.plugin, f.error) for f in host.failures] == [
+        ("slow_vault", "TypeError: cohub_resolve_secret must be a plain function, not async")
+    ]

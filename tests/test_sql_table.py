@@ -180,3 +180,24 @@ async def test_a_plain_database_url_is_given_its_async_driver(tmp_path):
     engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
     assert engine.url.drivername == "sqlite+aiosqlite"
     await engine.dispose()
+
+
+async def test_a_mapping_field_is_stored_as_json(destination):
+    from hub.model.ticketing import Ticket
+
+    ticket = Ticket(
+        ticket_id="INC0012345",
+        requester="jdoe",
+        subject="Projector in room 114",
+        opened_at=OCT_15,
+        external_ids={"servicenow": "INC0012345", "district": "T-88"},
+        updated_at=OCT_15,
+    )
+
+    await destination.write("tickets", sdk.Batch(records=[ticket], state={}), "eastview")
+
+    table, _ = destination._tables["tickets"]
+    async with destination.engine.connect() as conn:
+        row = (await conn.execute(select(table))).mappings().one()
+    assert row["external_ids"] == {"servicenow": "INC0012345", "district": "T-88"}
+    assert row["priority"] == 3

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -63,10 +64,11 @@ async def commit_batch(
             route=route,
             run_id=run_id,
         )
-        if rejects:
+        fresh = await _not_yet_dead_lettered(conn, route, rejects)
+        if fresh:
             await conn.execute(
                 dead_letters.insert(),
-                [_dead_letter(r, run_id, route, member, stream, now) for r in rejects],
+                [_dead_letter(r, run_id, route, member, stream, now) for r in fresh],
             )
         await conn.execute(
             runs.update()
@@ -81,6 +83,32 @@ async def commit_batch(
         )
 
 
+async def _not_yet_dead_lettered(
+    conn: AsyncConnection, route: str, rejects: Sequence[Reject]
+) -> list[Reject]:
+    """Rejects without an open dead letter for the same position, reason and record: a source
+    read again (a re-exported file) does not pile up copies of the same failure."""
+    if not rejects:
+        return []
+    query = select(dead_letters.c.position, dead_letters.c.reason, dead_letters.c.raw).where(
+        dead_letters.c.route == route,
+        dead_letters.c.status == "open",
+        dead_letters.c.position.in_([r.position for r in rejects]),
+    )
+    existing = {(p, reason, _encode(raw)) for p, reason, raw in (await conn.execute(query)).all()}
+    return [
+        r for r in rejects if (r.position, r.reason, _encode(_json_safe(r.raw))) not in existing
+    ]
+
+
+_encode = msgspec.json.Encoder(order="sorted").encode
+
+
+def _json_safe(raw: Any) -> Any:
+    """A source record as JSON can hold it (dates, decimals and bytes become text)."""
+    return msgspec.to_builtins(raw, enc_hook=str)
+
+
 def _dead_letter(
     reject: Reject, run_id: int, route: str, member: str | None, stream: str, now: datetime
 ) -> dict[str, Any]:
@@ -91,7 +119,7 @@ def _dead_letter(
         "stream": stream,
         "position": reject.position,
         "reason": reject.reason,
-        "raw": reject.raw,
+        "raw": _json_safe(reject.raw),
         "status": "open",
         "created_at": now,
     }

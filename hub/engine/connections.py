@@ -59,18 +59,26 @@ async def load_route(conn: AsyncConnection, name: str) -> RouteRow:
         raise UnknownRoute(f"no route {name!r}; `cohub apply` the configuration first")
     ends = {}
     for end in ("source", "destination"):
-        found = (
-            (await conn.execute(select(connections).where(connections.c.name == row[end])))
-            .mappings()
-            .one()
-        )
-        ends[end] = msgspec.convert(_plain(found), ConnectionRow)
+        [ends[end]] = await stored_connections(conn, [row[end]])
     return msgspec.convert({**_plain(row), **ends}, RouteRow)
 
 
 def _plain(row: Any) -> dict[str, Any]:
     """A row mapping as a dict with plain ``str`` keys (SQLAlchemy's are a str subclass)."""
     return {str(key): value for key, value in row.items()}
+
+
+async def stored_connections(
+    conn: AsyncConnection, names: list[str] | None = None
+) -> list[ConnectionRow]:
+    """Stored connections, all or those in `names`, sorted by name."""
+    query = select(connections).order_by(connections.c.name)
+    if names is not None:
+        query = query.where(connections.c.name.in_(names))
+    return [
+        msgspec.convert(_plain(row), ConnectionRow)
+        for row in (await conn.execute(query)).mappings()
+    ]
 
 
 async def route_names(conn: AsyncConnection, *, enabled_only: bool = True) -> list[str]:

@@ -38,8 +38,8 @@ QUEUE_DEPTH = 2
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 
-class RouteBusy(Exception):
-    """The route already has a run in progress."""
+class RouteRefused(Exception):
+    """The route cannot run now: disabled, or already running."""
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
@@ -74,9 +74,38 @@ async def run_route(
         id=run_id, route=name, member=route.member, service=route.service, trigger=trigger
     )
     counts = RunCounts()
-    structlog.contextvars.bind_contextvars(run_id=run_id, route=name, member=route.member)
-    log.info("run.started", trigger=trigger)
-    await host.notify("cohub_run_started", run=info)
+    # Every log line below carries the run, route and member.
+    with structlog.contextvars.bound_contextvars(run_id=run_id, route=name, member=route.member):
+        log.info("run.started", trigger=trigger)
+        await host.notify("cohub_run_started", run=info)
+        error = await _execute(engine, host, route, info, state, counts, progress)
+        await _finish(engine, run_id, "failed" if error else "succeeded", error)
+        if error:
+            log.error("run.failed", error=error, **msgspec.structs.asdict(counts))
+            await host.notify("cohub_run_failed", run=info, error=error)
+        else:
+            log.info("run.finished", **msgspec.structs.asdict(counts))
+            await host.notify("cohub_run_finished", run=info, counts=counts)
+    return RunSummary(
+        id=run_id,
+        route=name,
+        member=route.member,
+        status="failed" if error else "succeeded",
+        counts=counts,
+        error=error,
+    )
+
+
+async def _execute(
+    engine: AsyncEngine,
+    host: PluginHost,
+    route: RouteRow,
+    info: RunInfo,
+    state: State | None,
+    counts: RunCounts,
+    progress: Progress | None,
+) -> str | None:
+    """Open both connections and pump batches; the error message (secrets scrubbed) or None."""
     opened: list[Connector] = []
     try:
         source = open_connector(host, route.source)
@@ -86,20 +115,8 @@ async def run_route(
         opened.append(destination)
         await _pump(engine, host, route, info, source, destination, state, counts, progress)
     except Exception as error:
-        message = redact_text(
-            str(error) if isinstance(error, ConnectionFailed | PluginHookError) else describe(error)
-        )
-        await _finish(engine, run_id, "failed", message)
-        log.error("run.failed", error=message, **msgspec.structs.asdict(counts))
-        await host.notify("cohub_run_failed", run=info, error=message)
-        return RunSummary(
-            id=run_id,
-            route=name,
-            member=route.member,
-            status="failed",
-            counts=counts,
-            error=message,
-        )
+        named = isinstance(error, ConnectionFailed | PluginHookError)
+        return redact_text(str(error) if named else describe(error))
     finally:
         for connector in opened:
             try:
@@ -110,11 +127,7 @@ async def run_route(
                     connector=connector.name,
                     error=redact_text(describe(error)),
                 )
-        structlog.contextvars.unbind_contextvars("run_id", "route", "member")
-    await _finish(engine, run_id, "succeeded", None)
-    log.info("run.finished", route=name, run_id=run_id, **msgspec.structs.asdict(counts))
-    await host.notify("cohub_run_finished", run=info, counts=counts)
-    return RunSummary(id=run_id, route=name, member=route.member, status="succeeded", counts=counts)
+    return None
 
 
 async def _claim(
@@ -123,6 +136,11 @@ async def _claim(
     """Create the run row, refusing if the route is running in a live process."""
     async with writing(engine) as conn:
         route = await load_route(conn, name)
+        if not route.enabled:
+            raise RouteRefused(f"route {name!r} is disabled")
+        for end in (route.source, route.destination):
+            if not end.enabled:
+                raise RouteRefused(f"route {name!r}: connection {end.name!r} is disabled")
         running = (
             await conn.execute(
                 select(runs.c.id, runs.c.worker).where(
@@ -132,7 +150,7 @@ async def _claim(
         ).all()
         for other_id, worker in running:
             if not _is_dead_local_worker(worker):
-                raise RouteBusy(
+                raise RouteRefused(
                     f"route {name!r} is already running (run {other_id}, worker {worker})"
                 )
             await conn.execute(

@@ -4,7 +4,7 @@ Account codes follow the dimensions of the NCES handbook *Financial Accounting f
 School Systems* (fund, function, object, location/operational unit, program). Districts write
 them in their state's layout; an `AccountLayout` parses one layout into those dimensions, e.g.
 New York's uniform system of accounts: ``A2110.150-00-0000`` is fund A (general), function 2110
-(teaching, regular school), object 150 (instructional salaries), location 00, local digits 0000.
+(teaching, regular school), object 150 (instructional salaries), location 00, local digits 0000 (kept as the program dimension).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def _compiled(pattern: str) -> re.Pattern[str]:
 #: Layouts known by name; a connection may also give its own pattern.
 ACCOUNT_LAYOUTS: dict[str, AccountLayout] = {
     # New York uniform system: fund letter(s), 4-digit function, 3-digit object, then optional
-    # 2-digit location and local digits, e.g. A2110.150-00-0000.
+    # 2-digit location and local digits (kept as program), e.g. A2110.150-00-0000.
     "nys": AccountLayout(
         "nys",
         r"(?P<fund>[A-Z]{1,2})(?P<function>\d{4})\.(?P<object>\d{3})"

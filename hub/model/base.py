@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import types
 import typing
 from datetime import date, datetime
 from decimal import Decimal
@@ -56,6 +57,21 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         return schema
 
 
+def field_types(hint: Any) -> set[Any]:
+    """The types a field annotation admits, unwrapped: ``Annotated[Decimal, ...] | None`` gives
+    {Decimal}; a container gives its origin (``dict[str, str]`` gives {dict})."""
+    if typing.get_origin(hint) is Annotated:
+        return field_types(typing.get_args(hint)[0])
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return {
+            kind
+            for arg in typing.get_args(hint)
+            if arg is not type(None)
+            for kind in field_types(arg)
+        }
+    return {typing.get_origin(hint) or hint}
+
+
 _PII_CACHE: dict[type, frozenset[str]] = {}
 
 
@@ -68,7 +84,7 @@ def _pii_fields(cls: type) -> frozenset[str]:
         hint = hints[field.name]
         if _is_pii(hint):
             found.add(field.name)
-        nested = _struct_type(hint)
+        nested = nested_struct(hint)
         if nested is not None:
             found.update(f"{field.name}.{inner}" for inner in _pii_fields(nested))
     _PII_CACHE[cls] = frozenset(found)
@@ -85,15 +101,12 @@ def _is_pii(hint: Any) -> bool:
     return any(_is_pii(arg) for arg in typing.get_args(hint) if arg is not type(None))
 
 
-def _struct_type(hint: Any) -> type | None:
+def nested_struct(hint: Any) -> type | None:
     """The Struct type behind a field annotation (``X``, ``X | None``), if any."""
-    if typing.get_origin(hint) is Annotated:
-        hint = typing.get_args(hint)[0]
-    candidates = [hint, *typing.get_args(hint)]
-    for candidate in candidates:
-        if isinstance(candidate, type) and issubclass(candidate, msgspec.Struct):
-            return candidate
+    for kind in field_types(hint):
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            return kind
     return None
 
 
-__all__ = ["PII_MARK", "Money", "Pii", "Record", "date", "datetime"]
+__all__ = ["PII_MARK", "Money", "Pii", "Record", "date", "datetime", "field_types", "nested_struct"]

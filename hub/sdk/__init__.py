@@ -15,7 +15,7 @@ A plugin module looks like::
 
 from hub.hookspecs import hookimpl
 from hub.model import ACCOUNT_LAYOUTS, RECORD_TYPES, AccountCode, AccountLayout, Record, record_type
-from hub.model.base import Money, Pii
+from hub.model.base import Money, Pii, field_types, nested_struct
 from hub.sdk.connector import (
     Batch,
     ConnectionContext,
@@ -66,6 +66,8 @@ __all__ = [
     "UsageQuantity",
     "WriteResult",
     "convert_rows",
+    "field_types",
     "hookimpl",
+    "nested_struct",
     "record_type",
 ]

@@ -55,10 +55,11 @@ def create_engine(url: str | URL, **kwargs: object) -> AsyncEngine:
     if target.get_backend_name() == "sqlite":
         if target.database and target.database != ":memory:":
             Path(target.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(target, **kwargs)
+        engine = create_async_engine(target, hide_parameters=True, **kwargs)
         _sqlite_pragmas(engine)
         return engine
-    return create_async_engine(target, pool_pre_ping=True, **kwargs)
+    # Parameters hold record values (PII among them): keep them out of error messages.
+    return create_async_engine(target, pool_pre_ping=True, hide_parameters=True, **kwargs)
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

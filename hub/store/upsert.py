@@ -36,6 +36,10 @@ def upsert(table: Table, dialect: str, key: Sequence[str], *, newer: str | None 
         # MySQL/MariaDB have no WHERE on the update: keep each column unless the incoming row is
         # not older, and assign the timestamp last so the comparisons above still see the old one.
         fresh = statement.inserted[newer] >= table.c[newer]
-        updates = {name: func.if_(fresh, value, table.c[name]) for name, value in updates.items() if name != newer}
+        updates = {
+            name: func.if_(fresh, value, table.c[name])
+            for name, value in updates.items()
+            if name != newer
+        }
         updates[newer] = func.if_(fresh, statement.inserted[newer], table.c[newer])
     return statement.on_duplicate_key_update(list(updates.items()))
