@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -38,7 +39,7 @@ class StreamProfile(sdk.Options, kw_only=True):
     pattern: str = "*.csv"
     columns: dict[str, str]
     account_column: str | None = None
-    date_format: str = "%Y-%m-%d"
+    date_format: str = "%Y-%m-%d"  # the ISO format is parsed fastest
     #: strptime format for datetime columns; None reads ISO 8601 (``2026-10-15T18:30:00Z``).
     datetime_format: str | None = None
     #: The zone of datetimes written without an offset (IANA name).
@@ -131,7 +132,7 @@ class FlatFileSource(sdk.Connector[FlatFileOptions]):
                 next(reader, None)
             line = start + 1  # data rows counted from 1 after the header, as the position says
             while True:
-                chunk = list(_take(reader, self.batch_size))
+                chunk = list(islice(reader, self.batch_size))
                 if not chunk:
                     return
                 records, rejects = build(chunk, line)
@@ -158,11 +159,6 @@ class FlatFileSource(sdk.Connector[FlatFileOptions]):
         if rejects:
             raise sdk.BadRecord(rejects[0].reason, position=rejects[0].position)
         return records[0]
-
-
-def _take(reader: Iterator[list[str]], count: int) -> Iterator[list[str]]:
-    for _, row in zip(range(count), reader, strict=False):
-        yield row
 
 
 def _sha256(path: Path) -> str:
@@ -201,10 +197,12 @@ class Mapping:
     def _converter(self, hint: Any) -> Converter | None:
         kinds = sdk.field_types(hint)
         if datetime in kinds:
-            return self._datetime_converter()
+            return _memoized(self._datetime_converter())
         if date in kinds:
+            if self.profile.date_format == ISO_DATE:
+                return None  # msgspec parses ISO dates itself, in C
             fmt = self.profile.date_format
-            return lambda text: datetime.strptime(text, fmt).date()
+            return _memoized(lambda text: datetime.strptime(text, fmt).date())
         if Decimal in kinds:
             return _decimal
         return None
@@ -286,6 +284,25 @@ class Mapping:
         return build
 
 
+ISO_DATE = "%Y-%m-%d"
+
+
+def _memoized(convert: Converter, limit: int = 4096) -> Converter:
+    """`convert` remembering its answers: an export repeats the same few pay dates and
+    timestamps on thousands of rows, and parsing them is the costliest step per row."""
+    seen: dict[str, Any] = {}
+
+    def cached(text: str) -> Any:
+        value = seen.get(text)
+        if value is None:
+            if len(seen) >= limit:
+                seen.clear()
+            value = seen[text] = convert(text)
+        return value
+
+    return cached
+
+
 def _account_layout(layout: str) -> sdk.AccountLayout:
     """A named layout, or a regular expression naming at least fund, function and object."""
     if layout in sdk.ACCOUNT_LAYOUTS:
@@ -304,6 +321,10 @@ def _account_layout(layout: str) -> sdk.AccountLayout:
 
 def _decimal(text: str) -> Decimal:
     """Money as exports write it: ``1,234.50``, ``$12.00``, ``(12.00)`` for a negative."""
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        pass
     cleaned = text.replace(",", "").replace("$", "")
     if cleaned.startswith("(") and cleaned.endswith(")"):
         cleaned = "-" + cleaned[1:-1]

@@ -27,9 +27,11 @@ from sqlalchemy import (
     Table,
     Text,
     inspect,
+    select,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub import sdk
 from hub.sdk.sql import UtcDateTime, create_engine, exact_decimal, upsert
@@ -47,11 +49,99 @@ class SqlTableOptions(sdk.Options, kw_only=True):
 
 
 class Column_(msgspec.Struct, frozen=True):
-    """One destination column and how to read its value off a record."""
+    """One destination column: its name and SQL type."""
 
     name: str
     type: Any
-    get: Callable[[Any], Any]
+
+
+Flatten = Callable[[Any], list[Any]]
+
+
+class StreamTable:
+    """A stream's destination table, and what writing a batch to it fast takes: records turned
+    into positional rows with C-level struct access, values adapted by each column type's own
+    bind processor, and one pre-compiled upsert run as a single executemany (or, on PostgreSQL,
+    COPY into a staging table and one INSERT … SELECT)."""
+
+    def __init__(self, name: str, record: type[sdk.Record], schema: str | None = None) -> None:
+        self.columns = record_columns(record)
+        self.table = Table(
+            name,
+            MetaData(schema=schema),
+            Column("member", String(64), primary_key=True),
+            Column("record_key", String(255), primary_key=True),
+            *(Column(c.name, c.type) for c in self.columns),
+        )
+        self.names = [c.name for c in self.table.columns]
+        self._flatten = _flattener(record)
+        self._compiled: dict[str, tuple[str, list[tuple[int, Callable[[Any], Any]]]]] = {}
+
+    def rows(
+        self, records: list[sdk.Record], member: str, dialect: Dialect
+    ) -> list[tuple[Any, ...]]:
+        """Positional rows in column order, values adapted for `dialect`."""
+        _, processors = self.compiled(dialect)
+        flatten = self._flatten
+        rows = []
+        for record in records:
+            row = [member, record.key, *flatten(record)]
+            for index, process in processors:
+                row[index] = process(row[index])
+            rows.append(tuple(row))
+        return rows
+
+    def compiled(self, dialect: Dialect) -> tuple[str, list[tuple[int, Callable[[Any], Any]]]]:
+        """The upsert as the driver's SQL, and the per-column bind processors, for `dialect`."""
+        if dialect.name not in self._compiled:
+            statement = upsert(self.table, dialect.name, KEY_COLUMNS, newer="updated_at")
+            compiled = statement.compile(dialect=dialect, column_keys=self.names)
+            order = [self.names.index(name) for name in compiled.positiontup or []]
+            if order != list(range(len(self.names))):
+                raise RuntimeError(
+                    f"{dialect.name}: unexpected parameter order {compiled.positiontup}"
+                )
+            processors = []
+            for index, column in enumerate(self.table.columns):
+                process = column.type.dialect_impl(dialect).bind_processor(dialect)
+                if process is not None:
+                    processors.append((index, process))
+            self._compiled[dialect.name] = (str(compiled), processors)
+        return self._compiled[dialect.name]
+
+
+def _flattener(record: type[msgspec.Struct]) -> Flatten:
+    """A function giving a record's column values in order, nested structs spliced in."""
+    hints = typing.get_type_hints(record)
+    special: list[tuple[int, Callable[[Any], Any]]] = []
+    for index, field in enumerate(msgspec.structs.fields(record)):
+        hint = hints[field.name]
+        nested = sdk.nested_struct(hint)
+        if nested is not None:
+            special.append((index, _nested(_flattener(nested), len(record_columns(nested)))))
+        elif _sql_type(hint) is JSON_TYPE:
+            special.append((index, lambda value: (msgspec.to_builtins(value),)))
+    astuple = msgspec.structs.astuple
+    if not special:
+        return lambda value: list(astuple(value))
+
+    def flatten(value: Any) -> list[Any]:
+        values = astuple(value)
+        out: list[Any] = []
+        start = 0
+        for index, expand in special:
+            out.extend(values[start:index])
+            out.extend(expand(values[index]))
+            start = index + 1
+        out.extend(values[start:])
+        return out
+
+    return flatten
+
+
+def _nested(flatten: Flatten, width: int) -> Callable[[Any], Any]:
+    empty = (None,) * width
+    return lambda value: empty if value is None else flatten(value)
 
 
 class SqlTableDestination(sdk.Connector[SqlTableOptions]):
@@ -65,7 +155,7 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._engine: AsyncEngine | None = None
-        self._tables: dict[str, tuple[Table, list[Column_]]] = {}
+        self._tables: dict[str, StreamTable] = {}
 
     @property
     def engine(self) -> AsyncEngine:
@@ -97,28 +187,28 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
             if n.startswith(prefix)
         ]
 
-    async def _table(self, stream: str, record: type[sdk.Record]) -> tuple[Table, list[Column_]]:
+    async def _table(self, stream: str, record: type[sdk.Record]) -> StreamTable:
         if stream not in self._tables:
-            name = f"{self.config.table_prefix}{stream}"
-            table, columns = stream_table(name, record, self.config.schema_name)
+            table = StreamTable(
+                f"{self.config.table_prefix}{stream}", record, self.config.schema_name
+            )
             if self.config.create_tables:
                 async with self.engine.begin() as conn:
-                    await conn.run_sync(table.create, checkfirst=True)
-            self._tables[stream] = (table, columns)
+                    await conn.run_sync(table.table.create, checkfirst=True)
+            self._tables[stream] = table
         return self._tables[stream]
 
     async def write(self, stream: str, batch: sdk.Batch, member: str | None) -> sdk.WriteResult:
         if not batch.records:
             return sdk.WriteResult(written=0)
-        table, columns = await self._table(stream, type(batch.records[0]))
-        owner = member or ""
-        rows = [
-            {"member": owner, "record_key": record.key, **{c.name: c.get(record) for c in columns}}
-            for record in batch.records
-        ]
-        statement = upsert(table, self.engine.dialect.name, KEY_COLUMNS, newer="updated_at")
+        table = await self._table(stream, type(batch.records[0]))
+        dialect = self.engine.dialect
+        rows = table.rows(batch.records, member or "", dialect)
         async with self.engine.begin() as conn:
-            await conn.execute(statement, rows)
+            if dialect.name == "postgresql":
+                await _copy_upsert(conn, table, rows)
+            else:
+                await conn.exec_driver_sql(table.compiled(dialect)[0], rows)
         return sdk.WriteResult(written=len(rows))
 
     async def close(self) -> None:
@@ -126,19 +216,41 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
             await self._engine.dispose()
 
 
-def stream_table(
-    name: str, record: type[sdk.Record], schema: str | None = None
-) -> tuple[Table, list[Column_]]:
-    """The destination table for records of type `record`, keyed by member and record key."""
-    columns = record_columns(record)
-    table = Table(
-        name,
-        MetaData(schema=schema),
-        Column("member", String(64), primary_key=True),
-        Column("record_key", String(255), primary_key=True),
-        *(Column(c.name, c.type) for c in columns),
+async def _copy_upsert(
+    conn: AsyncConnection, table: StreamTable, rows: list[tuple[Any, ...]]
+) -> None:
+    """PostgreSQL: COPY the batch into a session staging table, then upsert from it in one
+    statement (an order of magnitude faster than executemany). Within the batch the newest copy
+    of a key wins, as the row-by-row path would have it."""
+    target = table.table
+    stage = Table(
+        f"cohub_stage_{target.name}", MetaData(), *(Column(c.name, c.type) for c in target.columns)
     )
-    return table, columns
+    raw = await conn.get_raw_connection()
+    driver = raw.driver_connection
+    await conn.exec_driver_sql(
+        f'CREATE TEMP TABLE IF NOT EXISTS "{stage.name}" '
+        f"(LIKE {_qualified(target)} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    await driver.copy_records_to_table(stage.name, records=rows, columns=table.names)
+    newest = (
+        select(stage)
+        .ext(postgresql.distinct_on(stage.c.member, stage.c.record_key))
+        .order_by(stage.c.member, stage.c.record_key, stage.c.updated_at.desc())
+    )
+    insert = postgresql.insert(target).from_select(table.names, newest)
+    updates = {name: insert.excluded[name] for name in table.names if name not in KEY_COLUMNS}
+    await conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=list(KEY_COLUMNS),
+            set_=updates,
+            where=target.c.updated_at <= insert.excluded.updated_at,
+        )
+    )
+
+
+def _qualified(table: Table) -> str:
+    return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
 
 
 def record_columns(record: type[msgspec.Struct], prefix: str = "") -> list[Column_]:
@@ -146,29 +258,13 @@ def record_columns(record: type[msgspec.Struct], prefix: str = "") -> list[Colum
     hints = typing.get_type_hints(record)
     columns: list[Column_] = []
     for field in msgspec.structs.fields(record):
-        name = field.name
-        hint = hints[name]
+        hint = hints[field.name]
         nested = sdk.nested_struct(hint)
         if nested is not None:
-            for inner in record_columns(nested, f"{prefix}{name}_"):
-                columns.append(Column_(inner.name, inner.type, _nested_getter(name, inner.get)))
-            continue
-        columns.append(Column_(f"{prefix}{name}", _sql_type(hint), _getter(name, hint)))
+            columns.extend(record_columns(nested, f"{prefix}{field.name}_"))
+        else:
+            columns.append(Column_(f"{prefix}{field.name}", _sql_type(hint)))
     return columns
-
-
-def _nested_getter(name: str, inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def get(record: Any) -> Any:
-        value = getattr(record, name)
-        return None if value is None else inner(value)
-
-    return get
-
-
-def _getter(name: str, hint: Any) -> Callable[[Any], Any]:
-    if _sql_type(hint) is JSON_TYPE:
-        return lambda record: msgspec.to_builtins(getattr(record, name))
-    return lambda record: getattr(record, name)
 
 
 JSON_TYPE = JSON()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from connectors.sql_table import stream_table
+from connectors.sql_table import StreamTable
 from hub.apply import apply
 from hub.config import check_against_plugins, load_config
 from hub.engine.connections import route_names
@@ -38,7 +38,7 @@ async def destination_rows(database_url: str) -> list[dict]:
     engine = create_engine(database_url)
     try:
         async with engine.connect() as conn:
-            table, _ = stream_table("pay_lines", PayLine)
+            table = StreamTable("pay_lines", PayLine).table
             result = await conn.execute(select(table).order_by(table.c.member, table.c.record_key))
             return [dict(row) for row in result.mappings()]
     finally:

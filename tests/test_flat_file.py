@@ -135,7 +135,7 @@ async def test_bad_rows_become_rejects_with_position_reason_and_the_source_row(t
         ("a.csv:2", "'abc' is not an amount"),
         ("a.csv:3", "has 3 columns, the header has 8"),
         ("a.csv:4", "account code 'X' does not fit the nys layout"),
-        ("a.csv:5", "time data '15/10/2026' does not match format '%Y-%m-%d'"),
+        ("a.csv:5", "Invalid RFC3339 encoded date - at `$.pay_date`"),
     ]
     assert rejects[0].raw["Amount"] == "abc"
     assert rejects[0].raw["Emp"] == "E2"

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from connectors.sql_table import SqlTableDestination, stream_table
+from connectors.sql_table import SqlTableDestination, StreamTable
 from hub import sdk
 from hub.model.payroll import PayLine
 from hub.store.database import create_engine
@@ -55,13 +55,13 @@ async def destination(destination_url: str) -> AsyncIterator[SqlTableDestination
     )
     yield connector
     async with connector.engine.begin() as conn:
-        for table, _ in connector._tables.values():
-            await conn.run_sync(table.drop, checkfirst=True)
+        for table in connector._tables.values():
+            await conn.run_sync(table.table.drop, checkfirst=True)
     await connector.close()
 
 
 async def stored(connector: SqlTableDestination) -> list[dict]:
-    table, _ = connector._tables["pay_lines"]
+    table = connector._tables["pay_lines"].table
     async with connector.engine.connect() as conn:
         rows = await conn.execute(select(table).order_by(table.c.member, table.c.record_key))
         return [dict(row) for row in rows.mappings()]
@@ -170,10 +170,10 @@ async def test_an_unreachable_database_is_a_config_error_without_the_password():
 
 
 def test_a_stream_table_is_keyed_by_member_and_record_key():
-    table, columns = stream_table("pay_lines", PayLine)
+    table = StreamTable("pay_lines", PayLine)
 
-    assert [c.name for c in table.primary_key.columns] == ["member", "record_key"]
-    assert [c.name for c in columns][:3] == ["updated_at", "pay_run_id", "employee_id"]
+    assert [c.name for c in table.table.primary_key.columns] == ["member", "record_key"]
+    assert table.names[:5] == ["member", "record_key", "updated_at", "pay_run_id", "employee_id"]
 
 
 async def test_a_plain_database_url_is_given_its_async_driver(tmp_path):
@@ -196,7 +196,7 @@ async def test_a_mapping_field_is_stored_as_json(destination):
 
     await destination.write("tickets", sdk.Batch(records=[ticket], state={}), "eastview")
 
-    table, _ = destination._tables["tickets"]
+    table = destination._tables["tickets"].table
     async with destination.engine.connect() as conn:
         row = (await conn.execute(select(table))).mappings().one()
     assert row["external_ids"] == {"servicenow": "INC0012345", "district": "T-88"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import types
 import typing
 from datetime import date, datetime
@@ -30,13 +31,22 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     record_name: ClassVar[str] = ""
     version: ClassVar[int] = 1
     key_fields: ClassVar[tuple[str, ...]] = ()
+    _key_values: ClassVar[Any] = None
 
     updated_at: datetime
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # One C-level getter per record type: the key is computed for every record delivered.
+        cls._key_values = operator.attrgetter(*cls.key_fields) if cls.key_fields else None
 
     @property
     def key(self) -> str:
         """The stable key: the key fields joined with ``|``."""
-        return "|".join(str(getattr(self, f)) for f in self.key_fields)
+        values = self._key_values(self)
+        if len(self.key_fields) == 1:
+            return str(values)
+        return "|".join(map(str, values))
 
     @classmethod
     def pii_fields(cls) -> frozenset[str]:
