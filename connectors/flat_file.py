@@ -72,8 +72,11 @@ class FlatFileSource(sdk.Connector[FlatFileOptions]):
             raise sdk.ConnectorConfigError(f"folder {folder} does not exist")
         for name, profile in self.config.streams.items():
             mapping = Mapping(profile, self.config.account_layout, name)
-            # The newest export must carry every mapped column.
-            files = sorted(folder.glob(profile.pattern), key=lambda p: p.stat().st_mtime)
+            # The newest settled, non-empty export must carry every mapped column.
+            files = sorted(
+                (p for p in folder.glob(profile.pattern) if self._ready(p) and p.stat().st_size),
+                key=lambda p: p.stat().st_mtime,
+            )
             if files:
                 with self._open(files[-1]) as reader:
                     header = next(reader, None) or []
@@ -102,9 +105,8 @@ class FlatFileSource(sdk.Connector[FlatFileOptions]):
         if not folder.is_dir():
             raise sdk.ConnectorConfigError(f"folder {folder} does not exist")
         files: dict[str, dict[str, Any]] = dict((state or {}).get("files", {}))
-        now = time.time()
         for path in sorted(folder.glob(profile.pattern)):
-            if not path.is_file() or now - path.stat().st_mtime < self.config.settle_seconds:
+            if not self._ready(path):
                 continue
             checksum = _sha256(path)
             seen = files.get(path.name)
@@ -138,6 +140,10 @@ class FlatFileSource(sdk.Connector[FlatFileOptions]):
                 records, rejects = build(chunk, line)
                 line += len(chunk)
                 yield records, rejects, len(chunk)
+
+    def _ready(self, path: Path) -> bool:
+        """A regular file not modified within `settle_seconds` (not still being written)."""
+        return path.is_file() and time.time() - path.stat().st_mtime >= self.config.settle_seconds
 
     @contextmanager
     def _open(self, path: Path) -> Iterator[Iterator[list[str]]]:

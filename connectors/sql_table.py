@@ -232,7 +232,15 @@ async def _copy_upsert(
         f'CREATE TEMP TABLE IF NOT EXISTS "{stage.name}" '
         f"(LIKE {_qualified(target)} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
     )
-    await driver.copy_records_to_table(stage.name, records=rows, columns=table.names)
+    try:
+        await driver.copy_records_to_table(stage.name, records=rows, columns=table.names)
+    except Exception as error:
+        # asyncpg's messages can quote a record's value; keep only what identifies the failure.
+        state = getattr(error, "sqlstate", None)
+        raise sdk.ConnectorError(
+            f"PostgreSQL refused the batch: {type(error).__name__}"
+            + (f" (SQLSTATE {state})" if state else "")
+        ) from None
     newest = (
         select(stage)
         .ext(postgresql.distinct_on(stage.c.member, stage.c.record_key))

@@ -13,6 +13,7 @@ import importlib.util
 import inspect
 import sys
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -81,7 +82,12 @@ class PluginHost:
         self._meters: dict[str, Meter] = {}
         self._transforms: dict[str, Transform] = {}
         self._owners: dict[tuple[str, str], str] = {}
-        self._add(builtins, "builtin", "builtin", _version_of("cohub"))
+        self._registries: dict[str, dict[str, Any]] = {
+            "connector": self._connectors,
+            "meter": self._meters,
+            "transform": self._transforms,
+        }
+        self._load("builtin", "builtin", _version_of("cohub"), lambda: builtins)
         if entry_points:
             self._load_entry_points()
         for folder in plugin_dirs:
@@ -100,23 +106,30 @@ class PluginHost:
             info.status, info.error = "failed", message
         log.warning("plugin.failed", plugin=plugin, stage=stage, error=message)
 
-    def _add(self, module: object, name: str, source: str, version: str) -> None:
-        if name in self.disabled:
-            self.infos[name] = PluginInfo(
-                name=name, version=version, source=source, status="disabled"
-            )
-            self.pm.set_blocked(name)
-            return
+    def _load(self, name: str, source: str, version: str | None, load: Callable[[], Any]) -> None:
+        """Import and register one plugin, recording whatever goes wrong instead of raising."""
         if name in self.infos:
-            # Listed under its own entry, so the plugin already loaded keeps its status.
+            # Listed under its own entry, so the plugin already loaded keeps its status; the
+            # newcomer is never imported.
             clash = f"a plugin named {name!r} is already loaded from {self.infos[name].source}"
             self.infos[f"{name} ({source})"] = PluginInfo(
-                name=name, version=version, source=source, status="failed", error=clash
+                name=name, version=version or "-", source=source, status="failed", error=clash
             )
             self.failures.append(PluginFailure(name, "load", clash))
             log.warning("plugin.failed", plugin=name, stage="load", error=clash)
             return
-        self.infos[name] = PluginInfo(name=name, version=version, source=source)
+        info = self.infos[name] = PluginInfo(name=name, version=version or "-", source=source)
+        if name in self.disabled:
+            info.status = "disabled"
+            self.pm.set_blocked(name)
+            return
+        try:
+            module = load()
+        except Exception as error:
+            self.report(name, "import", error)
+            return
+        if version is None:
+            info.version = str(getattr(module, "__version__", "-"))
         try:
             self.pm.register(module, name=name)
         except Exception as error:  # pluggy validation: bad hook signature, firstresult misuse
@@ -125,20 +138,8 @@ class PluginHost:
     def _load_entry_points(self) -> None:
         for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             dist = entry_point.dist
-            version = dist.version if dist else "-"
             source = f"entry point {entry_point.value}" + (f" ({dist.name})" if dist else "")
-            if entry_point.name in self.disabled:
-                self._add(None, entry_point.name, source, version)
-                continue
-            try:
-                module = entry_point.load()
-            except Exception as error:
-                self.infos[entry_point.name] = PluginInfo(
-                    name=entry_point.name, version=version, source=source
-                )
-                self.report(entry_point.name, "import", error)
-                continue
-            self._add(module, entry_point.name, source, version)
+            self._load(entry_point.name, source, dist.version if dist else "-", entry_point.load)
 
     def _load_folder(self, folder: Path) -> None:
         if not folder.is_dir():
@@ -148,19 +149,8 @@ class PluginHost:
         )
         for path in candidates:
             name = path.parent.name if path.name == "__init__.py" else path.stem
-            if name.startswith("_"):
-                continue
-            source = f"folder {path}"
-            if name in self.disabled:
-                self._add(None, name, source, "-")
-                continue
-            try:
-                module = _import_file(name, path)
-            except Exception as error:
-                self.infos[name] = PluginInfo(name=name, version="-", source=source)
-                self.report(name, "import", error)
-                continue
-            self._add(module, name, source, str(getattr(module, "__version__", "-")))
+            if not name.startswith("_"):
+                self._load(name, f"folder {path}", None, partial(_import_file, name, path))
 
     def _check_pending(self) -> None:
         """A misspelled ``cohub_`` hook is an error naming the plugin, not silence."""
@@ -179,17 +169,12 @@ class PluginHost:
     # -- registration hooks ----------------------------------------------------------------
 
     def _collect(self) -> None:
-        self._register_each(
-            "cohub_register_connectors", self._connectors, _check_connector, "connector"
-        )
-        self._register_each("cohub_register_meters", self._meters, _check_meter, "meter")
-        self._register_each(
-            "cohub_register_transforms", self._transforms, _check_transform, "transform"
-        )
+        self._register_each("cohub_register_connectors", _check_connector, "connector")
+        self._register_each("cohub_register_meters", _check_meter, "meter")
+        self._register_each("cohub_register_transforms", _check_transform, "transform")
 
-    def _register_each(
-        self, hook: str, into: dict[str, Any], check: Callable[[Any], str], kind: str
-    ) -> None:
+    def _register_each(self, hook: str, check: Callable[[Any], str], kind: str) -> None:
+        into = self._registries[kind]
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             plugin = impl.plugin_name
 
@@ -210,6 +195,17 @@ class PluginHost:
                     raise TypeError(f"{hook} must be a plain function, not async")
             except Exception as error:
                 self.report(plugin, hook, error)
+                self._drop(plugin)
+
+    def _drop(self, plugin: str) -> None:
+        """Skip a plugin that failed to register: none of its hooks or registrations remain."""
+        for (kind, name), owner in list(self._owners.items()):
+            if owner == plugin:
+                del self._owners[(kind, name)]
+                self._registries[kind].pop(name)
+        self.infos[plugin].provides.clear()
+        if self.pm.get_plugin(plugin) is not None:
+            self.pm.unregister(name=plugin)
 
     # -- typed access ----------------------------------------------------------------------
 
@@ -251,8 +247,9 @@ class PluginHost:
     def resolve_secret(self, scheme: str, name: str, connection: str) -> str | None:
         """Ask resolvers for ``scheme:name`` in pluggy's order; the first non-None answer wins."""
         for impl in self.pm.hook.cohub_resolve_secret.get_hookimpls()[::-1]:
+            arguments = {"scheme": scheme, "name": name, "connection": connection}
             try:
-                value = impl.function(scheme=scheme, name=name, connection=connection)
+                value = impl.function(*(arguments[arg] for arg in impl.argnames))
                 if inspect.isawaitable(value):
                     getattr(value, "close", lambda: None)()
                     raise TypeError("cohub_resolve_secret must be a plain function, not async")

@@ -326,3 +326,60 @@ def test_an_async_secret_resolver_is_reported_and_the_others_still_answer(tmp_pa
     assert [(f.plugin, f.error) for f in host.failures] == [
         ("slow_vault", "TypeError: cohub_resolve_secret must be a plain function, not async")
     ]
+
+
+def test_a_plugin_that_fails_any_registration_is_skipped_whole(tmp_path, monkeypatch):
+    write_plugin(
+        tmp_path,
+        "half",
+        """
+        class Half(sdk.Connector):
+            name = "half"
+
+        @sdk.hookimpl
+        def cohub_register_connectors(register):
+            register(Half)
+
+        @sdk.hookimpl
+        def cohub_register_meters(register):
+            raise RuntimeError("meter table missing")
+
+        @sdk.hookimpl
+        def cohub_resolve_secret(scheme, name, connection):
+            return "from-a-broken-plugin"
+        """,
+    )
+    monkeypatch.setenv("CBO_DB_PASSWORD", "from-the-environment")
+
+    host = PluginHost([tmp_path])
+
+    assert "half" not in host.connectors()
+    assert by_name(host)["half"].status == "failed"
+    assert by_name(host)["half"].provides == []
+    assert host.resolve_secret("env", "CBO_DB_PASSWORD", "cbo") == "from-the-environment"
+
+
+def test_a_plugin_whose_name_is_taken_is_never_imported(tmp_path):
+    marker = tmp_path / "imported"
+    write_plugin(tmp_path, "sql_table", f"open({str(marker)!r}, 'w').close()\n")
+
+    PluginHost([tmp_path])
+
+    assert not marker.exists()
+
+
+def test_a_secret_resolver_may_take_fewer_arguments(tmp_path):
+    write_plugin(
+        tmp_path,
+        "static",
+        """
+        @sdk.hookimpl
+        def cohub_resolve_secret(name):
+            return "static-" + name if name == "ONLY_THIS" else None
+        """,
+    )
+
+    host = PluginHost([tmp_path])
+
+    assert host.resolve_secret("vault", "ONLY_THIS", "cbo") == "static-ONLY_THIS"
+    assert host.failures == []

@@ -82,10 +82,20 @@ async def stored_connections(
 
 
 async def route_names(conn: AsyncConnection, *, enabled_only: bool = True) -> list[str]:
-    """Names of stored routes, sorted."""
+    """Names of stored routes, sorted; with `enabled_only`, those that may run (the route and
+    both its connections enabled)."""
     query = select(routes.c.name).order_by(routes.c.name)
     if enabled_only:
-        query = query.where(routes.c.enabled.is_(True))
+        source, destination = connections.alias("source"), connections.alias("destination")
+        query = (
+            query.join(source, source.c.name == routes.c.source)
+            .join(destination, destination.c.name == routes.c.destination)
+            .where(
+                routes.c.enabled.is_(True),
+                source.c.enabled.is_(True),
+                destination.c.enabled.is_(True),
+            )
+        )
     return list((await conn.scalars(query)).all())
 
 

@@ -43,6 +43,8 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     @property
     def key(self) -> str:
         """The stable key: the key fields joined with ``|``."""
+        if self._key_values is None:
+            return ""
         values = self._key_values(self)
         if len(self.key_fields) == 1:
             return str(values)
