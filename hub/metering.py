@@ -15,7 +15,7 @@ from hub.model import Record
 from hub.plugins import PluginHost
 from hub.sdk.extensions import BatchContext
 from hub.sdk.lifecycle import UsageQuantity
-from hub.store.tables import usage_events
+from hub.store.tables import QUANTITY_PLACES, usage_events
 from hub.store.upsert import insert_ignoring_duplicates
 
 _encode = msgspec.json.Encoder(order="sorted").encode
@@ -42,15 +42,28 @@ def measure(
         if meter.measure is None:
             continue
         try:
-            quantity = meter.measure(context, records)
+            quantity = _checked(meter.measure(context, records))
         except Exception as error:
             host.report(host.owner("meter", meter.name), f"meter {meter.name}", error)
             continue
         if quantity:
             quantities.append(
-                UsageQuantity(meter=meter.name, member=context.member, quantity=Decimal(quantity))
+                UsageQuantity(meter=meter.name, member=context.member, quantity=quantity)
             )
     return quantities
+
+
+def _checked(quantity: object) -> Decimal | None:
+    """A measure's answer as the ledger stores it: None, or an int or Decimal with at most six
+    decimal places (a float would carry binary rounding into bills)."""
+    if quantity is None:
+        return None
+    if isinstance(quantity, bool) or not isinstance(quantity, int | Decimal):
+        raise TypeError(f"a measure must return an int or Decimal, not {type(quantity).__name__}")
+    value = Decimal(quantity)
+    if value.as_tuple().exponent < -QUANTITY_PLACES:  # type: ignore[operator]
+        raise ValueError(f"{value} has more than {QUANTITY_PLACES} decimal places")
+    return value
 
 
 async def record_usage(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import textwrap
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from hub import sdk
 from hub.apply import apply
 from hub.config import load_config
 from hub.engine.run import run_route
+from hub.metering import measure
 from hub.plugins import PluginHost
 
 
@@ -383,3 +386,43 @@ def test_a_secret_resolver_may_take_fewer_arguments(tmp_path):
 
     assert host.resolve_secret("vault", "ONLY_THIS", "cbo") == "static-ONLY_THIS"
     assert host.failures == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ("0.1", "TypeError: a measure must return an int or Decimal, not float"),
+        ("Decimal('0.0000001')", "ValueError: 1E-7 has more than 6 decimal places"),
+    ],
+)
+def test_a_meter_answering_other_than_an_exact_quantity_is_reported_and_skipped(
+    tmp_path, answer, error
+):
+    write_plugin(
+        tmp_path,
+        "sloppy",
+        f"""
+        from decimal import Decimal
+
+        @sdk.hookimpl
+        def cohub_register_meters(register):
+            register(sdk.Meter(name="hours", unit="hour", measure=lambda context, records: {answer}))
+        """,
+    )
+    host = PluginHost([tmp_path])
+    context = sdk.BatchContext(
+        route="r",
+        run_id=1,
+        member="eastview",
+        service="s",
+        source_stream="a",
+        destination_stream="b",
+        record="x",
+    )
+
+    usage = measure(host, context, [object()])
+
+    assert [(u.meter, u.quantity) for u in usage] == [("records_synced", Decimal(1))]
+    assert [(f.plugin, f.stage, f.error) for f in host.failures] == [
+        ("sloppy", "meter hours", error)
+    ]

@@ -33,7 +33,9 @@ metadata = MetaData(
 
 # BigInteger ids that stay INTEGER on SQLite, where only INTEGER PRIMARY KEY autoincrements.
 Id = BigInteger().with_variant(Integer(), "sqlite")
-Quantity = ScaledDecimal(6)
+#: Decimal places a usage quantity keeps: the ledger stores millionths, exactly.
+QUANTITY_PLACES = 6
+Quantity = ScaledDecimal(QUANTITY_PLACES)
 
 members = Table(
     "members",
