@@ -76,6 +76,7 @@ class StreamTable:
         self.names = [c.name for c in self.table.columns]
         self._flatten = _flattener(record)
         self._compiled: dict[str, tuple[str, list[tuple[int, Callable[[Any], Any]]]]] = {}
+        self._staging: tuple[str, str, str] | None = None
 
     def rows(
         self, records: list[sdk.Record], member: str, dialect: Dialect
@@ -90,6 +91,36 @@ class StreamTable:
                 row[index] = process(row[index])
             rows.append(tuple(row))
         return rows
+
+    def staging(self, dialect: Dialect) -> tuple[str, str, str]:
+        """PostgreSQL's staging table name, its CREATE and the INSERT … SELECT that upserts from
+        it, built once per table. Within a batch the newest copy of a key wins, as it would
+        row by row."""
+        if self._staging is None:
+            target = self.table
+            prefix = f"{target.schema}_" if target.schema else ""
+            stage = Table(
+                f"cohub_stage_{prefix}{target.name}",
+                MetaData(),
+                *(Column(c.name, c.type) for c in target.columns),
+            )
+            create = (
+                f'CREATE TEMP TABLE IF NOT EXISTS "{stage.name}" '
+                f"(LIKE {_qualified(target)} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            newest = (
+                select(stage)
+                .ext(postgresql.distinct_on(stage.c.member, stage.c.record_key))
+                .order_by(stage.c.member, stage.c.record_key, stage.c.updated_at.desc())
+            )
+            insert = postgresql.insert(target).from_select(self.names, newest)
+            merge = insert.on_conflict_do_update(
+                index_elements=list(KEY_COLUMNS),
+                set_={n: insert.excluded[n] for n in self.names if n not in KEY_COLUMNS},
+                where=target.c.updated_at <= insert.excluded.updated_at,
+            )
+            self._staging = (stage.name, create, str(merge.compile(dialect=dialect)))
+        return self._staging
 
     def compiled(self, dialect: Dialect) -> tuple[str, list[tuple[int, Callable[[Any], Any]]]]:
         """The upsert as the driver's SQL, and the per-column bind processors, for `dialect`."""
@@ -220,20 +251,12 @@ async def _copy_upsert(
     conn: AsyncConnection, table: StreamTable, rows: list[tuple[Any, ...]]
 ) -> None:
     """PostgreSQL: COPY the batch into a session staging table, then upsert from it in one
-    statement (an order of magnitude faster than executemany). Within the batch the newest copy
-    of a key wins, as the row-by-row path would have it."""
-    target = table.table
-    stage = Table(
-        f"cohub_stage_{target.name}", MetaData(), *(Column(c.name, c.type) for c in target.columns)
-    )
-    raw = await conn.get_raw_connection()
-    driver = raw.driver_connection
-    await conn.exec_driver_sql(
-        f'CREATE TEMP TABLE IF NOT EXISTS "{stage.name}" '
-        f"(LIKE {_qualified(target)} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-    )
+    statement (an order of magnitude faster than executemany)."""
+    stage, create, merge = table.staging(conn.dialect)
+    await conn.exec_driver_sql(create)
+    driver = (await conn.get_raw_connection()).driver_connection
     try:
-        await driver.copy_records_to_table(stage.name, records=rows, columns=table.names)
+        await driver.copy_records_to_table(stage, records=rows, columns=table.names)
     except Exception as error:
         # asyncpg's messages can quote a record's value; keep only what identifies the failure.
         state = getattr(error, "sqlstate", None)
@@ -241,20 +264,7 @@ async def _copy_upsert(
             f"PostgreSQL refused the batch: {type(error).__name__}"
             + (f" (SQLSTATE {state})" if state else "")
         ) from None
-    newest = (
-        select(stage)
-        .ext(postgresql.distinct_on(stage.c.member, stage.c.record_key))
-        .order_by(stage.c.member, stage.c.record_key, stage.c.updated_at.desc())
-    )
-    insert = postgresql.insert(target).from_select(table.names, newest)
-    updates = {name: insert.excluded[name] for name in table.names if name not in KEY_COLUMNS}
-    await conn.execute(
-        insert.on_conflict_do_update(
-            index_elements=list(KEY_COLUMNS),
-            set_=updates,
-            where=target.c.updated_at <= insert.excluded.updated_at,
-        )
-    )
+    await conn.exec_driver_sql(merge)
 
 
 def _qualified(table: Table) -> str:
