@@ -4,8 +4,11 @@ Every hook is named ``cohub_*`` so a grep finds each implementation. Hooks that 
 take a `register` callback, so one plugin can register several things and the hub validates each
 as it arrives; they run once at start-up and must be plain functions. Lifecycle hooks
 (``cohub_run_*``, ``cohub_batch_committed``) may be ``async def``: the hub awaits what they
-return. `cohub_resolve_secret` is firstresult and must be synchronous. A plugin that raises in a hook is reported with its error and skipped, except in
-`cohub_register_transforms` functions, whose failure fails the run (see docs/plugins/hooks.md).
+return. `cohub_resolve_secret` is firstresult and must be synchronous.
+
+A plugin that raises in a hook is reported with its error and skipped (a failed registration
+skips the whole plugin); the one exception is a registered transform function, whose failure
+fails its run, since records must not be delivered untransformed (see docs/plugins/hooks.md).
 """
 
 from __future__ import annotations
