@@ -26,7 +26,7 @@ from hub.plugins import PluginHookError, PluginHost, describe
 from hub.redaction import redact_text
 from hub.sdk.connector import Batch, Connector, State
 from hub.sdk.extensions import BatchContext
-from hub.sdk.lifecycle import CommittedBatch, RunCounts, RunInfo
+from hub.sdk.lifecycle import CURRENT_RUN, CommittedBatch, RunCounts, RunInfo
 from hub.store.database import writing
 from hub.store.tables import runs
 
@@ -74,6 +74,7 @@ async def run_route(
         id=run_id, route=name, member=route.member, service=route.service, trigger=trigger
     )
     counts = RunCounts()
+    CURRENT_RUN.set(counts)
     # Every log line below carries the run, route and member.
     with structlog.contextvars.bound_contextvars(run_id=run_id, route=name, member=route.member):
         log.info("run.started", trigger=trigger)

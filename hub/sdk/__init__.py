@@ -35,7 +35,7 @@ from hub.sdk.errors import (
     TransientError,
 )
 from hub.sdk.extensions import BatchContext, Meter, Transform
-from hub.sdk.lifecycle import CommittedBatch, RunCounts, RunInfo, UsageQuantity
+from hub.sdk.lifecycle import CommittedBatch, RunCounts, RunInfo, UsageQuantity, count_retry
 
 __all__ = [
     "ACCOUNT_LAYOUTS",
@@ -66,6 +66,7 @@ __all__ = [
     "UsageQuantity",
     "WriteResult",
     "convert_rows",
+    "count_retry",
     "field_types",
     "hookimpl",
     "nested_struct",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from decimal import Decimal
 
 import msgspec
@@ -24,6 +25,19 @@ class RunCounts(msgspec.Struct, kw_only=True):
     written: int = 0
     rejected: int = 0
     batches: int = 0
+    retried: int = 0
+
+
+#: The counters of the run in progress in this task (None outside a run). The engine sets it;
+#: SDK helpers that retry (the HTTP toolkit) add to `retried` through `count_retry`.
+CURRENT_RUN: ContextVar[RunCounts | None] = ContextVar("cohub_current_run", default=None)
+
+
+def count_retry(attempts: int = 1) -> None:
+    """Record that a call to a vendor system was retried, on the run in progress if any."""
+    counts = CURRENT_RUN.get()
+    if counts is not None:
+        counts.retried += attempts
 
 
 class UsageQuantity(msgspec.Struct, frozen=True, kw_only=True):
