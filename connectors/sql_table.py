@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     inspect,
+    or_,
     select,
 )
 from sqlalchemy.dialects import postgresql
@@ -34,9 +35,11 @@ from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub import sdk
-from hub.sdk.sql import UtcDateTime, create_engine, exact_decimal, upsert
+from hub.sdk.sql import UtcDateTime, create_engine, exact_decimal, upsert, upsert_values
 
 KEY_COLUMNS = ("member", "record_key")
+GENERATION = "sync_generation"
+DELETED_AT = "deleted_at"
 
 
 class SqlTableOptions(sdk.Options, kw_only=True):
@@ -72,6 +75,9 @@ class StreamTable:
             Column("member", String(64), primary_key=True),
             Column("record_key", String(255), primary_key=True),
             *(Column(c.name, c.type) for c in self.columns),
+            # The read cycle that last delivered the row, and when a complete full read did not.
+            Column(GENERATION, BigInteger),
+            Column(DELETED_AT, UtcDateTime()),
         )
         self.names = [c.name for c in self.table.columns]
         self._flatten = _flattener(record)
@@ -79,14 +85,14 @@ class StreamTable:
         self._staging: tuple[str, str, str] | None = None
 
     def rows(
-        self, records: list[sdk.Record], member: str, dialect: Dialect
+        self, records: list[sdk.Record], member: str, generation: int | None, dialect: Dialect
     ) -> list[tuple[Any, ...]]:
         """Positional rows in column order, values adapted for `dialect`."""
         _, processors = self.compiled(dialect)
         flatten = self._flatten
         rows = []
         for record in records:
-            row = [member, record.key, *flatten(record)]
+            row = [member, record.key, *flatten(record), generation, None]
             for index, process in processors:
                 row[index] = process(row[index])
             rows.append(tuple(row))
@@ -114,10 +120,11 @@ class StreamTable:
                 .order_by(stage.c.member, stage.c.record_key, stage.c.updated_at.desc())
             )
             insert = postgresql.insert(target).from_select(self.names, newest)
+            values = upsert_values(
+                target, insert.excluded, KEY_COLUMNS, newer="updated_at", always=(GENERATION,)
+            )
             merge = insert.on_conflict_do_update(
-                index_elements=list(KEY_COLUMNS),
-                set_={n: insert.excluded[n] for n in self.names if n not in KEY_COLUMNS},
-                where=target.c.updated_at <= insert.excluded.updated_at,
+                index_elements=list(KEY_COLUMNS), set_=dict(values)
             )
             self._staging = (stage.name, create, str(merge.compile(dialect=dialect)))
         return self._staging
@@ -125,7 +132,9 @@ class StreamTable:
     def compiled(self, dialect: Dialect) -> tuple[str, list[tuple[int, Callable[[Any], Any]]]]:
         """The upsert as the driver's SQL, and the per-column bind processors, for `dialect`."""
         if dialect.name not in self._compiled:
-            statement = upsert(self.table, dialect.name, KEY_COLUMNS, newer="updated_at")
+            statement = upsert(
+                self.table, dialect.name, KEY_COLUMNS, newer="updated_at", always=(GENERATION,)
+            )
             compiled = statement.compile(dialect=dialect, column_keys=self.names)
             order = [self.names.index(name) for name in compiled.positiontup or []]
             if order != list(range(len(self.names))):
@@ -226,6 +235,7 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
             if self.config.create_tables:
                 async with self.engine.begin() as conn:
                     await conn.run_sync(table.table.create, checkfirst=True)
+                    await conn.run_sync(_add_missing_columns, table.table)
             self._tables[stream] = table
         return self._tables[stream]
 
@@ -234,13 +244,41 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
             return sdk.WriteResult(written=0)
         table = await self._table(stream, type(batch.records[0]))
         dialect = self.engine.dialect
-        rows = table.rows(batch.records, member or "", dialect)
+        rows = table.rows(batch.records, member or "", batch.generation, dialect)
         async with self.engine.begin() as conn:
             if dialect.name == "postgresql":
                 await _copy_upsert(conn, table, rows)
             else:
                 await conn.exec_driver_sql(table.compiled(dialect)[0], rows)
         return sdk.WriteResult(written=len(rows))
+
+    async def delete_missing(self, stream: str, member: str | None, generation: int) -> int:
+        table = self._tables.get(stream)
+        if table is None:
+            # Nothing was written this cycle: every row of the member is missing from the read.
+            async with self.engine.connect() as conn:
+                exists = await conn.run_sync(
+                    lambda sync: inspect(sync).has_table(
+                        f"{self.config.table_prefix}{stream}", self.config.schema_name
+                    )
+                )
+            if not exists:
+                return 0
+            table = StreamTable(
+                f"{self.config.table_prefix}{stream}", sdk.Record, self.config.schema_name
+            )
+        target = table.table
+        missing = (
+            target.update()
+            .where(
+                target.c.member == (member or ""),
+                target.c[DELETED_AT].is_(None),
+                or_(target.c[GENERATION].is_(None), target.c[GENERATION] != generation),
+            )
+            .values({DELETED_AT: datetime.now(UTC)})
+        )
+        async with self.engine.begin() as conn:
+            return (await conn.execute(missing)).rowcount
 
     async def close(self) -> None:
         if self._engine is not None:
@@ -265,6 +303,19 @@ async def _copy_upsert(
             + (f" (SQLSTATE {state})" if state else "")
         ) from None
     await conn.exec_driver_sql(merge)
+
+
+def _add_missing_columns(sync: Any, table: Table) -> None:
+    """Additive schema changes: a field new in the record becomes a new, empty column; nothing
+    else about an existing table changes."""
+    present = {c["name"] for c in inspect(sync).get_columns(table.name, schema=table.schema)}
+    quote = sync.dialect.identifier_preparer
+    for column in table.columns:
+        if column.name not in present:
+            kind = column.type.compile(dialect=sync.dialect)
+            sync.exec_driver_sql(
+                f"ALTER TABLE {quote.format_table(table)} ADD COLUMN {quote.quote(column.name)} {kind}"
+            )
 
 
 def _qualified(table: Table) -> str:

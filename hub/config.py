@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -80,6 +80,13 @@ class Route(Strict):
     service: str
     transforms: list[str] = msgspec.field(default_factory=list)
     batch_size: int = msgspec.field(default=5000)
+    #: incremental (resume from the cursor), full_refresh (read everything each run), or
+    #: full_refresh_deletes (also mark records missing from a complete read deleted).
+    mode: Literal["incremental", "full_refresh", "full_refresh_deletes"] = "incremental"
+    #: Seconds an incremental cursor reaches back for late updates (cursor-based connectors).
+    lookback_seconds: int = 0
+    #: Seconds one connector or hook call may take before the run fails naming the plugin.
+    call_timeout_seconds: float = 300.0
     enabled: bool = True
 
 
@@ -304,6 +311,10 @@ def load_config(directory: str | Path) -> HubConfig:
             )
         if route.batch_size < 1:
             issues.add(routes_file, f"{key}.batch_size", "must be at least 1")
+        if route.lookback_seconds < 0:
+            issues.add(routes_file, f"{key}.lookback_seconds", "must not be negative")
+        if route.call_timeout_seconds <= 0:
+            issues.add(routes_file, f"{key}.call_timeout_seconds", "must be more than 0")
 
     if issues.issues or cooperative is None or plugins is None:
         raise ConfigError(issues.issues)

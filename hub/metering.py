@@ -21,11 +21,21 @@ from hub.store.upsert import insert_ignoring_duplicates
 _encode = msgspec.json.Encoder(order="sorted").encode
 
 
-def batch_fingerprint(route: str, stream: str, state_before: Any, state_after: Any) -> str:
-    """A stable identity for one batch of a route: the same checkpoint range gives the same value,
-    so a batch re-read after a crash carries the same usage idempotency keys."""
+def batch_fingerprint(
+    route: str, stream: str, state_before: Any, state_after: Any, generation: int | None = None
+) -> str:
+    """A stable identity for one batch of a route: the same checkpoint range in the same read
+    cycle gives the same value, so a batch re-read after a crash carries the same usage
+    idempotency keys, while the next full refresh (a new cycle) is metered anew."""
     digest = hashlib.sha256()
-    for part in (route.encode(), stream.encode(), _encode(state_before), _encode(state_after)):
+    parts = (
+        route.encode(),
+        stream.encode(),
+        _encode(state_before),
+        _encode(state_after),
+        _encode(generation),
+    )
+    for part in parts:
         digest.update(part)
         digest.update(b"\x00")
     return digest.hexdigest()[:40]

@@ -8,6 +8,7 @@ raises in a hook is recorded as a `PluginFailure`, logged, and skipped; the hub 
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 import importlib.util
 import inspect
@@ -260,13 +261,16 @@ class PluginHost:
                 return value
         return None
 
-    async def notify(self, hook: str, **kwargs: Any) -> None:
-        """Call a lifecycle hook in every plugin; one that raises is reported and skipped."""
+    async def notify(self, hook: str, *, timeout: float | None = None, **kwargs: Any) -> None:
+        """Call a lifecycle hook in every plugin; one that raises, or whose awaitable takes
+        longer than `timeout` seconds, is reported and skipped."""
         for impl in getattr(self.pm.hook, hook).get_hookimpls()[::-1]:
             try:
                 result = impl.function(*(kwargs[arg] for arg in impl.argnames))
                 if inspect.isawaitable(result):
-                    await result
+                    await asyncio.wait_for(result, timeout)
+            except TimeoutError:
+                self.report(impl.plugin_name, hook, f"TimeoutError: took longer than {timeout:g} s")
             except Exception as error:
                 self.report(impl.plugin_name, hook, error)
 

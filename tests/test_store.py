@@ -54,7 +54,7 @@ async def test_upgrading_twice_changes_nothing(database_url):
     engine = create_engine(database_url)
     await migrate.upgrade(engine)
     await migrate.upgrade(engine)
-    assert await migrate.current_revision(engine) == "0001"
+    assert await migrate.current_revision(engine) == "0002"
     await engine.dispose()
 
 

@@ -22,9 +22,53 @@ from hub.store.database import writing
 from hub.store.tables import dead_letters, runs, stream_states
 
 
-async def load_state(conn: AsyncConnection, route: str) -> State | None:
-    """The state a route resumes from (None: from the beginning)."""
-    return await conn.scalar(select(stream_states.c.state).where(stream_states.c.route == route))
+class StreamState(msgspec.Struct, frozen=True, kw_only=True):
+    """Where a route resumes: the source's state, and for full refreshes the run that began the
+    current read cycle and whether that cycle finished."""
+
+    state: State | None = None
+    generation: int | None = None
+    cycle_complete: bool = False
+
+
+async def load_state(conn: AsyncConnection, route: str) -> StreamState:
+    """The stored state of `route` (empty: from the beginning)."""
+    row = (
+        await conn.execute(
+            select(
+                stream_states.c.state, stream_states.c.generation, stream_states.c.cycle_complete
+            ).where(stream_states.c.route == route)
+        )
+    ).first()
+    if row is None:
+        return StreamState()
+    return StreamState(
+        state=row.state, generation=row.generation, cycle_complete=row.cycle_complete
+    )
+
+
+async def save_state(
+    conn: AsyncConnection,
+    *,
+    route: str,
+    stream: str,
+    state: State | None,
+    run_id: int | None,
+    **extra: Any,
+) -> None:
+    """Insert or replace the stored state of `route`."""
+    values = {
+        "stream": stream,
+        "state": state,
+        "run_id": run_id,
+        "updated_at": datetime.now(UTC),
+        **extra,
+    }
+    updated = await conn.execute(
+        stream_states.update().where(stream_states.c.route == route).values(values)
+    )
+    if updated.rowcount == 0:
+        await conn.execute(stream_states.insert().values(route=route, **values))
 
 
 async def commit_batch(
@@ -36,25 +80,25 @@ async def commit_batch(
     member: str | None,
     service: str,
     state: State,
+    generation: int,
     counts: RunCounts,
     usage: Sequence[UsageQuantity],
     fingerprint: str,
     rejects: Sequence[Reject],
-) -> None:
-    """Store a delivered batch's checkpoint, usage, dead letters and the run's counters at once."""
+) -> bool:
+    """Store a delivered batch's checkpoint, usage, dead letters and the run's counters at once;
+    return whether the run was asked to stop (`cohub runs cancel`)."""
     now = datetime.now(UTC)
     async with writing(engine) as conn:
-        updated = await conn.execute(
-            stream_states.update()
-            .where(stream_states.c.route == route)
-            .values(stream=stream, state=state, run_id=run_id, updated_at=now)
+        await save_state(
+            conn,
+            route=route,
+            stream=stream,
+            state=state,
+            run_id=run_id,
+            generation=generation,
+            cycle_complete=False,
         )
-        if updated.rowcount == 0:
-            await conn.execute(
-                stream_states.insert().values(
-                    route=route, stream=stream, state=state, run_id=run_id, updated_at=now
-                )
-            )
         await record_usage(
             conn,
             usage,
@@ -78,9 +122,11 @@ async def commit_batch(
                 records_written=counts.written,
                 records_rejected=counts.rejected,
                 batches=counts.batches,
+                retries=counts.retried,
                 state_after=state,
             )
         )
+        return bool(await conn.scalar(select(runs.c.cancel_requested).where(runs.c.id == run_id)))
 
 
 async def _not_yet_dead_lettered(

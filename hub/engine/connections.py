@@ -40,6 +40,9 @@ class RouteRow(msgspec.Struct, frozen=True, kw_only=True):
     service: str
     transforms: list[str]
     batch_size: int
+    mode: str = "incremental"
+    lookback_seconds: int = 0
+    call_timeout_seconds: float = 300.0
     enabled: bool = True
 
     @property

@@ -1,7 +1,10 @@
 """One run of a route: read batches, transform, deliver, checkpoint; report the outcome.
 
 Batches flow from the source to the destination through a bounded queue, so a slow destination
-slows the source down instead of piling batches up in memory.
+slows the source down instead of piling batches up in memory. Every call into a plugin has a
+time limit and its answer is checked, so a hung or confused plugin fails its run with a message
+naming it, and the other runs go on. A run stops early only at a batch boundary, with that
+batch's checkpoint committed.
 """
 
 from __future__ import annotations
@@ -10,21 +13,22 @@ import asyncio
 import inspect
 import os
 import socket
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 import msgspec
 import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.engine.checkpoint import commit_batch, load_state
+from hub.engine.checkpoint import commit_batch, load_state, save_state
 from hub.engine.connections import ConnectionRow, RouteRow, load_route, open_connector
 from hub.metering import batch_fingerprint, measure
 from hub.model import Record
 from hub.plugins import PluginHookError, PluginHost, describe
 from hub.redaction import redact_text
-from hub.sdk.connector import Batch, Connector, State
+from hub.sdk.connector import Batch, Connector, State, WriteResult
 from hub.sdk.extensions import BatchContext
 from hub.sdk.lifecycle import CURRENT_RUN, CommittedBatch, RunCounts, RunInfo
 from hub.store.database import writing
@@ -32,10 +36,14 @@ from hub.store.tables import runs
 
 log = structlog.get_logger("hub.engine")
 
-#: Batches read ahead of delivery. Two keep both ends busy; more only costs memory.
+#: Batches read ahead of delivery: enough to keep the destination busy, bounded for memory.
 QUEUE_DEPTH = 2
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+FULL_MODES = ("full_refresh", "full_refresh_deletes")
+
+T = TypeVar("T")
 
 
 class RouteRefused(Exception):
@@ -43,7 +51,7 @@ class RouteRefused(Exception):
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
-    """How a run ended."""
+    """How a run ended: succeeded, failed or cancelled."""
 
     id: int
     route: str
@@ -54,6 +62,26 @@ class RunSummary(msgspec.Struct, kw_only=True):
 
 
 Progress = Callable[[str, RunCounts], None]
+
+
+class ConnectionFailed(Exception):
+    """A connector raised while reading or writing; the message names connection and plugin."""
+
+    def __init__(
+        self, host: PluginHost, connection: ConnectionRow, action: str, error: BaseException
+    ):
+        plugin = host.owner("connector", connection.connector)
+        super().__init__(
+            f"connection {connection.name!r} ({connection.connector}, plugin {plugin!r}) "
+            f"failed to {action}: {describe(error)}"
+        )
+
+
+class _Start(msgspec.Struct, frozen=True):
+    """Where a run begins: the source state to read after, and the read cycle it belongs to."""
+
+    state: State | None
+    generation: int
 
 
 class _SourceFailed(msgspec.Struct):
@@ -67,74 +95,287 @@ async def run_route(
     *,
     trigger: str = "manual",
     progress: Progress | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RunSummary:
-    """Run route `name` once, from its last checkpoint to the end of its source."""
-    route, run_id, state = await _claim(engine, name, trigger)
-    info = RunInfo(
-        id=run_id, route=name, member=route.member, service=route.service, trigger=trigger
-    )
-    counts = RunCounts()
-    CURRENT_RUN.set(counts)
-    # Every log line below carries the run, route and member.
-    with structlog.contextvars.bound_contextvars(run_id=run_id, route=name, member=route.member):
-        log.info("run.started", trigger=trigger)
-        await host.notify("cohub_run_started", run=info)
-        error = await _execute(engine, host, route, info, state, counts, progress)
-        await _finish(engine, run_id, "failed" if error else "succeeded", error)
-        if error:
-            log.error("run.failed", error=error, **msgspec.structs.asdict(counts))
-            await host.notify("cohub_run_failed", run=info, error=error)
-        else:
-            log.info("run.finished", **msgspec.structs.asdict(counts))
-            await host.notify("cohub_run_finished", run=info, counts=counts)
-    return RunSummary(
-        id=run_id,
-        route=name,
-        member=route.member,
-        status="failed" if error else "succeeded",
-        counts=counts,
-        error=error,
-    )
-
-
-async def _execute(
-    engine: AsyncEngine,
-    host: PluginHost,
-    route: RouteRow,
-    info: RunInfo,
-    state: State | None,
-    counts: RunCounts,
-    progress: Progress | None,
-) -> str | None:
-    """Open both connections and pump batches; the error message (secrets scrubbed) or None."""
-    opened: list[Connector] = []
+    """Run route `name` once, from its last checkpoint to the end of its source, or until `stop`
+    is set or `cohub runs cancel` asks (then it ends `cancelled` after the batch in hand)."""
+    route, run_id, start = await _claim(engine, name, trigger)
+    run = _Run(engine, host, route, run_id, trigger, start, progress, stop)
+    token = CURRENT_RUN.set(run.counts)
     try:
-        source = open_connector(host, route.source)
-        source.batch_size = route.batch_size
-        opened.append(source)
-        destination = open_connector(host, route.destination)
-        opened.append(destination)
-        await _pump(engine, host, route, info, source, destination, state, counts, progress)
-    except Exception as error:
-        named = isinstance(error, ConnectionFailed | PluginHookError)
-        return redact_text(str(error) if named else describe(error))
+        with structlog.contextvars.bound_contextvars(
+            run_id=run_id, route=name, member=route.member
+        ):
+            return await run.execute()
     finally:
-        for connector in opened:
-            try:
-                await connector.close()
-            except Exception as error:
-                log.warning(
-                    "connector.close_failed",
-                    connector=connector.name,
-                    error=redact_text(describe(error)),
+        CURRENT_RUN.reset(token)
+
+
+class _Run:
+    """The moving parts of one run."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        host: PluginHost,
+        route: RouteRow,
+        run_id: int,
+        trigger: str,
+        start: _Start,
+        progress: Progress | None,
+        stop: asyncio.Event | None,
+    ) -> None:
+        self.engine = engine
+        self.host = host
+        self.route = route
+        self.start = start
+        self.progress = progress
+        self.stop = stop
+        self.timeout = route.call_timeout_seconds
+        self.counts = RunCounts()
+        self.info = RunInfo(
+            id=run_id, route=route.name, member=route.member, service=route.service, trigger=trigger
+        )
+
+    async def execute(self) -> RunSummary:
+        log.info("run.started", trigger=self.info.trigger, mode=self.route.mode)
+        await self.host.notify("cohub_run_started", timeout=self.timeout, run=self.info)
+        status, error = await self._connect_and_pump()
+        await _finish(
+            self.engine, self.route, self.info.id, status, error, self.counts, self.start.generation
+        )
+        if status == "failed":
+            log.error("run.failed", error=error, **msgspec.structs.asdict(self.counts))
+            await self.host.notify(
+                "cohub_run_failed", timeout=self.timeout, run=self.info, error=error
+            )
+        else:
+            log.info(
+                f"run.{'finished' if status == 'succeeded' else status}",
+                **msgspec.structs.asdict(self.counts),
+            )
+            await self.host.notify(
+                "cohub_run_finished", timeout=self.timeout, run=self.info, counts=self.counts
+            )
+        return RunSummary(
+            id=self.info.id,
+            route=self.route.name,
+            member=self.route.member,
+            status=status,
+            counts=self.counts,
+            error=error,
+        )
+
+    async def _connect_and_pump(self) -> tuple[str, str | None]:
+        """Open both connections and pump batches: (status, error message with secrets scrubbed)."""
+        opened: list[Connector] = []
+        try:
+            source = open_connector(self.host, self.route.source)
+            source.batch_size = self.route.batch_size
+            source.lookback = timedelta(seconds=self.route.lookback_seconds)
+            opened.append(source)
+            destination = open_connector(self.host, self.route.destination)
+            opened.append(destination)
+            status = await self._pump(source, destination)
+            if status == "succeeded" and self.route.mode == "full_refresh_deletes":
+                self.counts.deleted = await self._call(
+                    destination.delete_missing(
+                        self.route.destination_stream, self.route.member, self.start.generation
+                    ),
+                    "delete_missing",
+                    lambda error: ConnectionFailed(
+                        self.host, self.route.destination, "mark deletes", error
+                    ),
+                    expect=int,
                 )
-    return None
+            return status, None
+        except Exception as error:
+            named = isinstance(error, ConnectionFailed | PluginHookError)
+            return "failed", redact_text(str(error) if named else describe(error))
+        finally:
+            for connector in opened:
+                try:
+                    await connector.close()
+                except Exception as error:
+                    log.warning(
+                        "connector.close_failed",
+                        connector=connector.name,
+                        error=redact_text(describe(error)),
+                    )
+
+    async def _call(
+        self,
+        awaitable: Awaitable[Any],
+        what: str,
+        blame: Callable[[BaseException], Exception],
+        *,
+        expect: type[T] | tuple[type, ...],
+    ) -> T:
+        """Await a plugin call within the route's time limit and check what it returns."""
+        try:
+            result = await asyncio.wait_for(awaitable, self.timeout)
+        except TimeoutError:
+            raise blame(TimeoutError(f"{what} took longer than {self.timeout:g} s")) from None
+        except Exception as error:
+            raise blame(error) from error
+        if not isinstance(result, expect):
+            wanted = " or ".join(
+                t.__name__ for t in (expect if isinstance(expect, tuple) else (expect,))
+            )
+            raise blame(TypeError(f"{what} returned {type(result).__name__}, not {wanted}"))
+        return result
+
+    async def _pump(self, source: Connector, destination: Connector) -> str:
+        queue: asyncio.Queue[Batch | _SourceFailed | None] = asyncio.Queue(maxsize=QUEUE_DEPTH)
+        route = self.route
+
+        def blame_source(error: BaseException) -> Exception:
+            return ConnectionFailed(self.host, route.source, "read", error)
+
+        async def produce() -> None:
+            try:
+                batches = source.read(route.source_stream, self.start.state)
+
+                async def next_batch() -> Batch | None:
+                    try:
+                        return await anext(batches)
+                    except StopAsyncIteration:
+                        return None
+
+                while (
+                    batch := await self._call(
+                        next_batch(), "read", blame_source, expect=(Batch, type(None))
+                    )
+                ) is not None:
+                    await queue.put(batch)
+            except Exception as error:
+                await queue.put(
+                    _SourceFailed(
+                        error if isinstance(error, ConnectionFailed) else blame_source(error)
+                    )
+                )
+            else:
+                await queue.put(None)
+
+        producer = asyncio.create_task(produce())
+        state = self.start.state
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, _SourceFailed):
+                    raise item.error
+                cancel = await self._deliver(destination, item, state)
+                state = item.state
+                if self.progress is not None:
+                    self.progress(route.name, self.counts)
+                if cancel or (self.stop is not None and self.stop.is_set()):
+                    return "cancelled"
+            return "succeeded"
+        finally:
+            if not producer.done():
+                producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+
+    async def _deliver(
+        self, destination: Connector, batch: Batch, state_before: State | None
+    ) -> bool:
+        """Transform, write, meter and commit one batch; whether the run was asked to stop."""
+        route = self.route
+        member = batch.member or route.member
+        records = batch.records
+        kinds = {type(r) for r in records}
+        if len(kinds) > 1 or any(not issubclass(k, Record) for k in kinds):
+            names = ", ".join(sorted(k.__name__ for k in kinds))
+            raise ConnectionFailed(
+                self.host,
+                route.source,
+                "read",
+                TypeError(f"a batch must hold one record type, got {names}"),
+            )
+        context = BatchContext(
+            route=route.name,
+            run_id=self.info.id,
+            member=member,
+            service=route.service,
+            source_stream=route.source_stream,
+            destination_stream=route.destination_stream,
+            record=records[0].record_name if records else "",
+        )
+        records = await self._transform(context, records)
+        written = 0
+        if records:
+            outgoing = Batch(
+                records=records, state=batch.state, member=member, generation=self.start.generation
+            )
+            result = await self._call(
+                destination.write(route.destination_stream, outgoing, member),
+                "write",
+                lambda error: ConnectionFailed(self.host, route.destination, "write", error),
+                expect=WriteResult,
+            )
+            written = result.written
+        usage = measure(self.host, context, records)
+        counts = self.counts
+        counts.read += len(batch.records) + len(batch.rejects)
+        counts.written += written
+        counts.rejected += len(batch.rejects)
+        counts.batches += 1
+        cancel = await commit_batch(
+            self.engine,
+            run_id=self.info.id,
+            route=route.name,
+            stream=route.source_stream,
+            member=member,
+            service=route.service,
+            state=batch.state,
+            generation=self.start.generation,
+            counts=counts,
+            usage=usage,
+            fingerprint=batch_fingerprint(
+                route.name, route.source_stream, state_before, batch.state, self.start.generation
+            ),
+            rejects=batch.rejects,
+        )
+        log.debug("batch.committed", written=written, rejected=len(batch.rejects))
+        await self.host.notify(
+            "cohub_batch_committed",
+            timeout=self.timeout,
+            run=self.info,
+            batch=CommittedBatch(
+                stream=route.source_stream,
+                written=written,
+                rejected=len(batch.rejects),
+                usage=usage,
+            ),
+        )
+        return cancel
+
+    async def _transform(self, context: BatchContext, records: list[Record]) -> list[Record]:
+        transforms = self.host.transforms()
+        for name in self.route.transforms:
+            transform = transforms.get(name)
+            owner = self.host.owner("transform", name)
+            if transform is None:
+                raise PluginHookError(
+                    "?", f"transform {name}", LookupError(f"no transform {name!r} is registered")
+                )
+
+            def blame(error: BaseException, owner: str = owner, name: str = name) -> Exception:
+                return PluginHookError(owner, f"transform {name}", error)
+
+            try:
+                result = transform.function(context, records)
+            except Exception as error:
+                raise blame(error) from error
+            if inspect.isawaitable(result):
+                result = await self._call(result, "the transform", blame, expect=list)
+            if not isinstance(result, list):
+                raise blame(TypeError(f"returned {type(result).__name__}, not a list"))
+            records = result
+        return records
 
 
-async def _claim(
-    engine: AsyncEngine, name: str, trigger: str
-) -> tuple[RouteRow, int, State | None]:
-    """Create the run row, refusing if the route is running in a live process."""
+async def _claim(engine: AsyncEngine, name: str, trigger: str) -> tuple[RouteRow, int, _Start]:
+    """Create the run row, refusing if the route is disabled or running in a live process."""
     async with writing(engine) as conn:
         route = await load_route(conn, name)
         if not route.enabled:
@@ -159,7 +400,7 @@ async def _claim(
                 .where(runs.c.id == other_id)
                 .values(status="abandoned", finished_at=datetime.now(UTC), error="its process died")
             )
-        state = await load_state(conn, name)
+        stored = await load_state(conn, name)
         run_id = (
             await conn.execute(
                 runs.insert().values(
@@ -170,12 +411,17 @@ async def _claim(
                     status="running",
                     worker=WORKER,
                     started_at=datetime.now(UTC),
-                    state_before=state,
-                    state_after=state,
+                    state_before=stored.state,
+                    state_after=stored.state,
                 )
             )
         ).inserted_primary_key[0]
-    return route, run_id, state
+    # A full refresh reads everything again once the previous full read finished; a run that
+    # died mid-way is resumed from its checkpoint, in the same read cycle.
+    fresh_cycle = route.mode in FULL_MODES and (stored.state is None or stored.cycle_complete)
+    if fresh_cycle or stored.generation is None:
+        return route, run_id, _Start(state=None if fresh_cycle else stored.state, generation=run_id)
+    return route, run_id, _Start(state=stored.state, generation=stored.generation)
 
 
 def _is_dead_local_worker(worker: str | None) -> bool:
@@ -192,147 +438,36 @@ def _is_dead_local_worker(worker: str | None) -> bool:
     return False
 
 
-async def _finish(engine: AsyncEngine, run_id: int, status: str, error: str | None) -> None:
+async def _finish(
+    engine: AsyncEngine,
+    route: RouteRow,
+    run_id: int,
+    status: str,
+    error: str | None,
+    counts: RunCounts,
+    generation: int,
+) -> None:
+    """Record how the run ended; a full read that got to the end closes its read cycle."""
     async with writing(engine) as conn:
         await conn.execute(
             runs.update()
             .where(runs.c.id == run_id)
-            .values(status=status, error=error, finished_at=datetime.now(UTC))
+            .values(
+                status=status,
+                error=error,
+                finished_at=datetime.now(UTC),
+                retries=counts.retried,
+                records_deleted=counts.deleted,
+            )
         )
-
-
-async def _pump(
-    engine: AsyncEngine,
-    host: PluginHost,
-    route: RouteRow,
-    info: RunInfo,
-    source: Connector,
-    destination: Connector,
-    state: State | None,
-    counts: RunCounts,
-    progress: Progress | None,
-) -> None:
-    queue: asyncio.Queue[Batch | _SourceFailed | None] = asyncio.Queue(maxsize=QUEUE_DEPTH)
-
-    async def produce() -> None:
-        try:
-            async for batch in source.read(route.source_stream, state):
-                await queue.put(batch)
-        except Exception as error:
-            await queue.put(_SourceFailed(ConnectionFailed(host, route.source, "read", error)))
-        else:
-            await queue.put(None)
-
-    producer = asyncio.create_task(produce())
-    try:
-        while (item := await queue.get()) is not None:
-            if isinstance(item, _SourceFailed):
-                raise item.error
-            state = await _deliver(engine, host, route, info, destination, item, state, counts)
-            if progress is not None:
-                progress(route.name, counts)
-    finally:
-        if not producer.done():
-            producer.cancel()
-        await asyncio.gather(producer, return_exceptions=True)
-
-
-async def _deliver(
-    engine: AsyncEngine,
-    host: PluginHost,
-    route: RouteRow,
-    info: RunInfo,
-    destination: Connector,
-    batch: Batch,
-    state_before: State | None,
-    counts: RunCounts,
-) -> State:
-    member = batch.member or route.member
-    records = batch.records
-    context = BatchContext(
-        route=route.name,
-        run_id=info.id,
-        member=member,
-        service=route.service,
-        source_stream=route.source_stream,
-        destination_stream=route.destination_stream,
-        record=records[0].record_name if records else "",
-    )
-    records = await _transform(host, route, context, records)
-    written = 0
-    if records:
-        try:
-            result = await destination.write(
-                route.destination_stream,
-                Batch(records=records, state=batch.state, member=member),
-                member,
+        if status == "succeeded" and route.mode in FULL_MODES:
+            stored = await load_state(conn, route.name)
+            await save_state(
+                conn,
+                route=route.name,
+                stream=route.source_stream,
+                state=stored.state,
+                run_id=run_id,
+                generation=generation,
+                cycle_complete=True,
             )
-        except Exception as error:
-            raise ConnectionFailed(host, route.destination, "write", error) from error
-        written = result.written
-    usage = measure(host, context, records)
-    counts.read += len(batch.records) + len(batch.rejects)
-    counts.written += written
-    counts.rejected += len(batch.rejects)
-    counts.batches += 1
-    await commit_batch(
-        engine,
-        run_id=info.id,
-        route=route.name,
-        stream=route.source_stream,
-        member=member,
-        service=route.service,
-        state=batch.state,
-        counts=counts,
-        usage=usage,
-        fingerprint=batch_fingerprint(route.name, route.source_stream, state_before, batch.state),
-        rejects=batch.rejects,
-    )
-    log.debug("batch.committed", written=written, rejected=len(batch.rejects))
-    await host.notify(
-        "cohub_batch_committed",
-        run=info,
-        batch=CommittedBatch(
-            stream=route.source_stream, written=written, rejected=len(batch.rejects), usage=usage
-        ),
-    )
-    return batch.state
-
-
-async def _transform(
-    host: PluginHost, route: RouteRow, context: BatchContext, records: list[Record]
-) -> list[Record]:
-    transforms = host.transforms()
-    for name in route.transforms:
-        transform = transforms.get(name)
-        if transform is None:
-            raise PluginHookError(
-                "?", f"transform {name}", LookupError(f"no transform {name!r} is registered")
-            )
-        try:
-            result = transform.function(context, records)
-            records = await result if inspect.isawaitable(result) else result
-        except Exception as error:
-            raise PluginHookError(
-                host.owner("transform", name), f"transform {name}", error
-            ) from error
-        if not isinstance(records, list):
-            raise PluginHookError(
-                host.owner("transform", name),
-                f"transform {name}",
-                TypeError(f"returned {type(records).__name__}, not a list"),
-            )
-    return records
-
-
-class ConnectionFailed(Exception):
-    """A connector raised while reading or writing; the message names connection and plugin."""
-
-    def __init__(
-        self, host: PluginHost, connection: ConnectionRow, action: str, error: BaseException
-    ):
-        plugin = host.owner("connector", connection.connector)
-        super().__init__(
-            f"connection {connection.name!r} ({connection.connector}, plugin {plugin!r}) "
-            f"failed to {action}: {describe(error)}"
-        )

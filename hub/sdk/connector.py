@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -46,6 +47,9 @@ class Batch(msgspec.Struct, kw_only=True):
     state: State
     rejects: list[Reject] = msgspec.field(default_factory=list)
     member: str | None = None
+    #: Set by the engine on the batch a destination writes: the run that began the current
+    #: read cycle. Destinations stamp rows with it so `delete_missing` can find the rest.
+    generation: int | None = None
 
 
 class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,6 +89,9 @@ class Connector(Generic[OptionsT]):
     secrets: ClassVar[tuple[str, ...]] = ()
     #: Records per batch; the engine sets the route's `batch_size` before reading.
     batch_size: int = 5000
+    #: How far an incremental cursor reaches back for late updates (the route's
+    #: `lookback_seconds`); cursor-based sources re-read that window, see `IncrementalCursor`.
+    lookback: timedelta = timedelta(0)
 
     def __init__(self, options: OptionsT, secrets: Mapping[str, str], context: ConnectionContext):
         self.config = options
@@ -119,6 +126,11 @@ class Connector(Generic[OptionsT]):
     async def write(self, stream: str, batch: Batch, member: str | None) -> WriteResult:
         """Upsert `batch` into `stream` by (member, record key): writing twice changes nothing."""
         raise NotImplementedError(f"connector {self.name!r} cannot be written to")
+
+    async def delete_missing(self, stream: str, member: str | None, generation: int) -> int:
+        """Mark deleted every record of `member` in `stream` not written in `generation` (after a
+        complete full read); return how many. Needed for routes in full_refresh_deletes mode."""
+        raise NotImplementedError(f"connector {self.name!r} cannot detect deletes")
 
     async def close(self) -> None:
         """Release connections and files."""

@@ -26,6 +26,7 @@ class RunCounts(msgspec.Struct, kw_only=True):
     rejected: int = 0
     batches: int = 0
     retried: int = 0
+    deleted: int = 0
 
 
 #: The counters of the run in progress in this task (None outside a run). The engine sets it;

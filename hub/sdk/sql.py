@@ -2,7 +2,7 @@
 
 from hub.store.database import async_url, create_engine
 from hub.store.types import UtcDateTime, exact_decimal
-from hub.store.upsert import insert_ignoring_duplicates, upsert
+from hub.store.upsert import insert_ignoring_duplicates, upsert, upsert_values
 
 __all__ = [
     "UtcDateTime",
@@ -11,4 +11,5 @@ __all__ = [
     "exact_decimal",
     "insert_ignoring_duplicates",
     "upsert",
+    "upsert_values",
 ]

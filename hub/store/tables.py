@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from hub.store.types import ScaledDecimal, UtcDateTime
@@ -82,6 +84,9 @@ routes = Table(
     Column("service", String(64), ForeignKey("services.code"), nullable=False),
     Column("transforms", JSON, nullable=False),
     Column("batch_size", Integer, nullable=False),
+    Column("mode", String(32), nullable=False, default="incremental", server_default="incremental"),
+    Column("lookback_seconds", Integer, nullable=False, default=0, server_default="0"),
+    Column("call_timeout_seconds", Float, nullable=False, default=300.0, server_default="300"),
     Column("enabled", Boolean, nullable=False, default=True),
 )
 
@@ -105,6 +110,11 @@ runs = Table(
     Column("records_rejected", Integer, nullable=False, default=0),
     Column("batches", Integer, nullable=False, default=0),
     Column("error", Text),
+    # Calls to vendor systems that were retried (the SDK's HTTP toolkit counts them).
+    Column("retries", Integer, nullable=False, default=0, server_default="0"),
+    Column("records_deleted", Integer, nullable=False, default=0, server_default="0"),
+    # Set by `cohub runs cancel`; the run stops at its next batch boundary.
+    Column("cancel_requested", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 # One row per route: where the next run resumes. Written only together with a batch's usage.
@@ -116,6 +126,22 @@ stream_states = Table(
     Column("state", JSON, nullable=False),
     Column("run_id", Id, ForeignKey("runs.id")),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # Full refreshes: the run that began the current full read, and whether that read finished.
+    Column("generation", Id),
+    Column("cycle_complete", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+# Every manual change of a route's state (`cohub state set|reset`), with the state before.
+state_changes = Table(
+    "state_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("route", String(64), nullable=False, index=True),
+    Column("action", String(20), nullable=False),
+    Column("state_before", JSON),
+    Column("state_after", JSON),
+    Column("actor", String(200), nullable=False),
+    Column("changed_at", UtcDateTime(), nullable=False),
 )
 
 dead_letters = Table(
@@ -131,6 +157,9 @@ dead_letters = Table(
     Column("raw", JSON, nullable=False),
     Column("status", String(20), nullable=False, default="open"),
     Column("created_at", UtcDateTime(), nullable=False),
+    # How it left the open list: "replayed in run N", "discarded by NAME".
+    Column("resolution", Text),
+    Column("resolved_at", UtcDateTime()),
     Index("ix_dead_letters_route_status", "route", "status"),
 )
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Table, func
+from sqlalchemy import Table, case
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
 
@@ -18,28 +19,48 @@ def insert_ignoring_duplicates(table: Table, dialect: str) -> Insert:
     return table.insert().prefix_with("IGNORE")
 
 
-def upsert(table: Table, dialect: str, key: Sequence[str], *, newer: str | None = None) -> Insert:
-    """``INSERT … ON CONFLICT (key) DO UPDATE`` setting every non-key column from the new row.
+def upsert_values(
+    table: Table,
+    incoming: Any,
+    key: Sequence[str],
+    *,
+    newer: str | None = None,
+    always: Sequence[str] = (),
+) -> list[tuple[str, Any]]:
+    """The SET list of an upsert: every non-key column from the `incoming` row.
 
-    With `newer` (a timestamp column), PostgreSQL and SQLite replace a row only when the incoming
-    one is not older, so a late re-delivery never overwrites a fresher copy.
+    With `newer` (a timestamp column) a column takes the incoming value only when the incoming row
+    is not older, so a late re-delivery never overwrites a fresher copy; columns in `always` take
+    it regardless. The timestamp comes last: MySQL assigns left to right, and the comparisons
+    before it must still see the stored value.
     """
+    names = [c.name for c in table.columns if c.name not in key]
+    if newer in names:
+        names = [n for n in names if n != newer] + [newer]
+
+    def value(name: str) -> Any:
+        if newer is None or name in always:
+            return incoming[name]
+        return case((incoming[newer] >= table.c[newer], incoming[name]), else_=table.c[name])
+
+    return [(name, value(name)) for name in names]
+
+
+def upsert(
+    table: Table,
+    dialect: str,
+    key: Sequence[str],
+    *,
+    newer: str | None = None,
+    always: Sequence[str] = (),
+) -> Insert:
+    """``INSERT … ON CONFLICT (key) DO UPDATE`` (``ON DUPLICATE KEY UPDATE`` on MySQL and
+    MariaDB) with the SET list of `upsert_values`."""
     if dialect in ("postgresql", "sqlite"):
-        module = postgresql if dialect == "postgresql" else sqlite
-        statement = module.insert(table)
-        updates = {c.name: statement.excluded[c.name] for c in table.columns if c.name not in key}
-        where = table.c[newer] <= statement.excluded[newer] if newer else None
-        return statement.on_conflict_do_update(index_elements=list(key), set_=updates, where=where)
+        statement = (postgresql if dialect == "postgresql" else sqlite).insert(table)
+        values = upsert_values(table, statement.excluded, key, newer=newer, always=always)
+        return statement.on_conflict_do_update(index_elements=list(key), set_=dict(values))
     statement = mysql.insert(table)
-    updates = {c.name: statement.inserted[c.name] for c in table.columns if c.name not in key}
-    if newer:
-        # MySQL/MariaDB have no WHERE on the update: keep each column unless the incoming row is
-        # not older, and assign the timestamp last so the comparisons above still see the old one.
-        fresh = statement.inserted[newer] >= table.c[newer]
-        updates = {
-            name: func.if_(fresh, value, table.c[name])
-            for name, value in updates.items()
-            if name != newer
-        }
-        updates[newer] = func.if_(fresh, statement.inserted[newer], table.c[newer])
-    return statement.on_duplicate_key_update(list(updates.items()))
+    return statement.on_duplicate_key_update(
+        upsert_values(table, statement.inserted, key, newer=newer, always=always)
+    )
