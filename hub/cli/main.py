@@ -9,45 +9,32 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import msgspec
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import func, select
 
 from hub import logs
 from hub.apply import apply
+from hub.cli.common import UsageError, ensure_schema, err, escape, out
+from hub.cli.runs import cmd_runs, cmd_sync, print_runs, sync_routes
 from hub.config import ConfigError, check_against_plugins, load_config
 from hub.engine.connections import (
     ConnectionRow,
-    UnknownRoute,
     open_connector,
     route_names,
     stored_connections,
 )
-from hub.engine.run import RouteRefused, RunSummary, run_route
 from hub.model import RECORD_TYPES, record_type
 from hub.plugins import PluginHost, describe
 from hub.redaction import redact_text
 from hub.runtime import CONFIG_ENV, Runtime, home_dir, key_file
 from hub.sdk.lifecycle import RunCounts
 from hub.store import migrate
-from hub.store.database import is_sqlite
-from hub.store.tables import dead_letters, runs, usage_events
+from hub.store.tables import dead_letters, usage_events
 from hub.vault import Vault, VaultError, create_key_file, load_keys
 
-# Piped output (files, CI logs, tests) gets wide tables instead of 80 columns of ellipses.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-BUNDLED_CONFIG = Path(__file__).resolve().parent.parent / "config"
-
-
-class UsageError(Exception):
-    """A command used wrongly; exit 2 with the message."""
+BUNDLED_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 # -- shared steps --------------------------------------------------------------------------
@@ -60,82 +47,11 @@ def config_dir(args: argparse.Namespace) -> Path:
     return BUNDLED_CONFIG if args.command == "demo" else Path(args.config)
 
 
-async def ensure_schema(runtime: Runtime) -> None:
-    """Upgrade the embedded SQLite store on first use; PostgreSQL is upgraded deliberately."""
-    current = await migrate.current_revision(runtime.engine)
-    head = migrate.head_revision()
-    if current == head:
-        return
-    if is_sqlite(runtime.engine):
-        await migrate.upgrade(runtime.engine)
-        return
-    raise UsageError(
-        f"the database is at revision {current or 'none'}, not {head}: run `cohub db upgrade`"
-    )
-
-
 def load_checked(directory: Path, runtime: Runtime):  # type: ignore[no-untyped-def]
     """Load a configuration folder and check it against the loaded plugins."""
     config = load_config(directory)
     check_against_plugins(config, runtime.plugins.connectors(), runtime.plugins.transforms())
     return config
-
-
-def progress_bar() -> Progress:
-    """Progress for long work: drawn in a terminal, silent in the daemon and in pipes."""
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        TextColumn("{task.fields[records]:>10,} records"),
-        TimeElapsedColumn(),
-        console=err,
-        disable=not err.is_terminal,
-        transient=False,
-    )
-
-
-async def sync_routes(runtime: Runtime, names: Sequence[str]) -> list[RunSummary]:
-    """Run routes one after another with a progress line each."""
-    summaries: list[RunSummary] = []
-    with progress_bar() as progress:
-        for name in names:
-            task = progress.add_task(name, total=None, records=0)
-
-            def update(_route: str, counts: RunCounts, task: Any = task) -> None:
-                progress.update(task, records=counts.read)
-
-            try:
-                summary = await run_route(runtime.engine, runtime.plugins, name, progress=update)
-            except (RouteRefused, UnknownRoute) as error:
-                progress.update(task, total=1, completed=1, description=f"{name} [red]refused")
-                err.print(f"[red]{error}")
-                continue
-            progress.update(task, total=1, completed=1, records=summary.counts.read)
-            summaries.append(summary)
-    return summaries
-
-
-def print_runs(summaries: Sequence[RunSummary]) -> None:
-    table = Table(title="Runs")
-    for column in ("run", "route", "member", "status", "read", "written", "dead letters"):
-        numeric = column in ("run", "read", "written", "dead letters")
-        table.add_column(column, justify="right" if numeric else "left", no_wrap=True)
-    for s in summaries:
-        style = "green" if s.status == "succeeded" else "red"
-        table.add_row(
-            str(s.id),
-            s.route,
-            s.member or "-",
-            f"[{style}]{s.status}",
-            f"{s.counts.read:,}",
-            f"{s.counts.written:,}",
-            f"{s.counts.rejected:,}",
-        )
-    out.print(table)
-    for s in summaries:
-        if s.error:
-            out.print(f"[red]run {s.id} ({s.route}) failed:[/] {escape(s.error)}")
 
 
 async def print_usage(
@@ -217,23 +133,6 @@ async def cmd_apply(args: argparse.Namespace, runtime: Runtime) -> int:
     return 0
 
 
-async def cmd_sync(args: argparse.Namespace, runtime: Runtime) -> int:
-    await ensure_schema(runtime)
-    await runtime.unlock_vault()
-    if args.all:
-        async with runtime.engine.connect() as conn:
-            names = await route_names(conn)
-    elif args.routes:
-        names = args.routes
-    else:
-        raise UsageError("name one or more routes, or --all")
-    summaries = await sync_routes(runtime, names)
-    print_runs(summaries)
-    return (
-        0 if len(summaries) == len(names) and all(s.status == "succeeded" for s in summaries) else 1
-    )
-
-
 async def cmd_check(args: argparse.Namespace, runtime: Runtime) -> int:
     await ensure_schema(runtime)
     await runtime.unlock_vault()
@@ -271,34 +170,6 @@ async def check_connection(host: PluginHost, row: ConnectionRow) -> tuple[str, s
         if connector is not None:
             await connector.close()
     return "ok", ", ".join(f"{s.name} ({s.record})" if s.record else s.name for s in streams)
-
-
-async def cmd_runs(args: argparse.Namespace, runtime: Runtime) -> int:
-    await ensure_schema(runtime)
-    query = select(runs).order_by(runs.c.id.desc()).limit(args.limit)
-    if args.route:
-        query = query.where(runs.c.route == args.route)
-    async with runtime.engine.connect() as conn:
-        rows = (await conn.execute(query)).mappings().all()
-    print_runs(
-        [
-            RunSummary(
-                id=r["id"],
-                route=r["route"],
-                member=r["member"],
-                status=r["status"],
-                counts=RunCounts(
-                    read=r["records_read"],
-                    written=r["records_written"],
-                    rejected=r["records_rejected"],
-                    batches=r["batches"],
-                ),
-                error=r["error"],
-            )
-            for r in rows
-        ]
-    )
-    return 0
 
 
 async def cmd_plugins(args: argparse.Namespace, runtime: Runtime) -> int:
