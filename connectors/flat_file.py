@@ -156,6 +156,11 @@ class FlatFileSource(sdk.Connector[FlatFileOptions]):
                     f"{path.name} is not {self.config.encoding}: byte {error.start} cannot be decoded"
                 ) from None
 
+    def pii_columns(self, stream: str) -> frozenset[str]:
+        profile = self._profile(stream)
+        marked = sdk.record_type(profile.record).pii_fields()
+        return frozenset(column for field, column in profile.columns.items() if field in marked)
+
     def map_raw(self, stream: str, raw: dict[str, Any]) -> sdk.Record:
         mapping = Mapping(self._profile(stream), self.config.account_layout, stream)
         header = list(raw)

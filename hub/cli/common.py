@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import os
 import sys
 
 from rich.console import Console
@@ -15,6 +17,11 @@ from hub.store.database import is_sqlite
 # Piped output (files, CI logs, tests) gets wide tables instead of 80 columns of ellipses.
 out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def actor() -> str:
+    """Who is acting, for audit records: ``COHUB_ACTOR``, else the login name."""
+    return os.environ.get("COHUB_ACTOR") or getpass.getuser()
 
 
 class UsageError(Exception):
@@ -49,4 +56,4 @@ def progress_bar() -> Progress:
     )
 
 
-__all__ = ["UsageError", "ensure_schema", "err", "escape", "out", "progress_bar"]
+__all__ = ["UsageError", "actor", "ensure_schema", "err", "escape", "out", "progress_bar"]

@@ -16,7 +16,9 @@ from sqlalchemy import func, select
 
 from hub import logs
 from hub.apply import apply
+from hub.cli import deadletters
 from hub.cli.common import UsageError, ensure_schema, err, escape, out
+from hub.cli.deadletters import cmd_deadletters
 from hub.cli.runs import cmd_runs, cmd_sync, print_runs, sync_routes
 from hub.config import ConfigError, check_against_plugins, load_config
 from hub.engine.connections import (
@@ -31,7 +33,7 @@ from hub.redaction import redact_text
 from hub.runtime import CONFIG_ENV, Runtime, home_dir, key_file
 from hub.sdk.lifecycle import RunCounts
 from hub.store import migrate
-from hub.store.tables import dead_letters, usage_events
+from hub.store.tables import usage_events
 from hub.vault import Vault, VaultError, create_key_file, load_keys
 
 BUNDLED_CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -209,33 +211,6 @@ async def cmd_schema(args: argparse.Namespace, runtime: Runtime) -> int:
     return 0
 
 
-async def cmd_deadletters(args: argparse.Namespace, runtime: Runtime) -> int:
-    await ensure_schema(runtime)
-    query = select(dead_letters).order_by(dead_letters.c.id).limit(args.limit)
-    if args.route:
-        query = query.where(dead_letters.c.route == args.route)
-    if args.member:
-        query = query.where(dead_letters.c.member == args.member)
-    if args.reason:
-        query = query.where(dead_letters.c.reason.contains(args.reason))
-    async with runtime.engine.connect() as conn:
-        rows = (await conn.execute(query)).mappings().all()
-    table = Table(title="Dead letters")
-    for column in ("id", "run", "route", "member", "position", "reason"):
-        table.add_column(column, no_wrap=column != "reason")
-    for row in rows:
-        table.add_row(
-            str(row["id"]),
-            str(row["run_id"]),
-            row["route"],
-            row["member"] or "-",
-            row["position"],
-            escape(redact_text(row["reason"])),
-        )
-    out.print(table)
-    return 0
-
-
 async def cmd_usage(args: argparse.Namespace, runtime: Runtime) -> int:
     await ensure_schema(runtime)
     await print_usage(runtime, args.member, args.service)
@@ -361,7 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument("--all", action="store_true", help="every enabled route")
     check = command("check", cmd_check, "test connections: reach each system and list its streams")
     check.add_argument("connections", nargs="*", help="connection names (default: all)")
-    runs_cmd = command("runs", cmd_runs, "recent runs")
+    runs_cmd = command("runs", cmd_runs, "run history: list, show ID, cancel ID")
+    runs_cmd.add_argument("action", nargs="?", choices=["list", "show", "cancel"], default="list")
+    runs_cmd.add_argument("id", nargs="?", type=int)
     runs_cmd.add_argument("--route")
     runs_cmd.add_argument("--limit", type=int, default=20)
     command("plugins", cmd_plugins, "loaded plugins and what they provide").add_argument(
@@ -370,12 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema = command("schema", cmd_schema, "print a record's JSON Schema (no name: list records)")
     schema.add_argument("name", nargs="?")
     schema.add_argument("--connector", help="print a connector's options schema instead")
-    dl = command("deadletters", cmd_deadletters, "records that failed, with their reasons")
-    dl.add_argument("action", choices=["list"])
-    dl.add_argument("--route")
-    dl.add_argument("--member")
-    dl.add_argument("--reason", help="text the reason contains")
-    dl.add_argument("--limit", type=int, default=100)
+    deadletters.add_arguments(
+        command("deadletters", cmd_deadletters, "records that failed: list, show, replay, discard")
+    )
     usage = command("usage", cmd_usage, "usage ledger totals per member, service and meter")
     usage.add_argument("--member")
     usage.add_argument("--service")

@@ -30,7 +30,7 @@ from hub.plugins import PluginHookError, PluginHost, describe
 from hub.redaction import redact_text
 from hub.sdk.connector import Batch, Connector, State, WriteResult
 from hub.sdk.extensions import BatchContext
-from hub.sdk.lifecycle import CURRENT_RUN, CommittedBatch, RunCounts, RunInfo
+from hub.sdk.lifecycle import CURRENT_RUN, CommittedBatch, RunCounts, RunInfo, UsageQuantity
 from hub.store.database import writing
 from hub.store.tables import runs
 
@@ -77,7 +77,7 @@ class ConnectionFailed(Exception):
         )
 
 
-class _Start(msgspec.Struct, frozen=True):
+class Start(msgspec.Struct, frozen=True):
     """Where a run begins: the source state to read after, and the read cycle it belongs to."""
 
     state: State | None
@@ -99,8 +99,8 @@ async def run_route(
 ) -> RunSummary:
     """Run route `name` once, from its last checkpoint to the end of its source, or until `stop`
     is set or `cohub runs cancel` asks (then it ends `cancelled` after the batch in hand)."""
-    route, run_id, start = await _claim(engine, name, trigger)
-    run = _Run(engine, host, route, run_id, trigger, start, progress, stop)
+    route, run_id, start = await claim(engine, name, trigger)
+    run = Run(engine, host, route, run_id, trigger, start, progress, stop)
     token = CURRENT_RUN.set(run.counts)
     try:
         with structlog.contextvars.bound_contextvars(
@@ -111,7 +111,7 @@ async def run_route(
         CURRENT_RUN.reset(token)
 
 
-class _Run:
+class Run:
     """The moving parts of one run."""
 
     def __init__(
@@ -121,7 +121,7 @@ class _Run:
         route: RouteRow,
         run_id: int,
         trigger: str,
-        start: _Start,
+        start: Start,
         progress: Progress | None,
         stop: asyncio.Event | None,
     ) -> None:
@@ -141,7 +141,7 @@ class _Run:
         log.info("run.started", trigger=self.info.trigger, mode=self.route.mode)
         await self.host.notify("cohub_run_started", timeout=self.timeout, run=self.info)
         status, error = await self._connect_and_pump()
-        await _finish(
+        await finish(
             self.engine, self.route, self.info.id, status, error, self.counts, self.start.generation
         )
         if status == "failed":
@@ -278,47 +278,15 @@ class _Run:
     async def _deliver(
         self, destination: Connector, batch: Batch, state_before: State | None
     ) -> bool:
-        """Transform, write, meter and commit one batch; whether the run was asked to stop."""
-        route = self.route
-        member = batch.member or route.member
-        records = batch.records
-        kinds = {type(r) for r in records}
-        if len(kinds) > 1 or any(not issubclass(k, Record) for k in kinds):
-            names = ", ".join(sorted(k.__name__ for k in kinds))
-            raise ConnectionFailed(
-                self.host,
-                route.source,
-                "read",
-                TypeError(f"a batch must hold one record type, got {names}"),
-            )
-        context = BatchContext(
-            route=route.name,
-            run_id=self.info.id,
-            member=member,
-            service=route.service,
-            source_stream=route.source_stream,
-            destination_stream=route.destination_stream,
-            record=records[0].record_name if records else "",
-        )
-        records = await self._transform(context, records)
-        written = 0
-        if records:
-            outgoing = Batch(
-                records=records, state=batch.state, member=member, generation=self.start.generation
-            )
-            result = await self._call(
-                destination.write(route.destination_stream, outgoing, member),
-                "write",
-                lambda error: ConnectionFailed(self.host, route.destination, "write", error),
-                expect=WriteResult,
-            )
-            written = result.written
-        usage = measure(self.host, context, records)
+        """Send one batch and commit its checkpoint; whether the run was asked to stop."""
+        member = batch.member or self.route.member
+        written, usage = await self.send(destination, batch.records, batch.state, member)
         counts = self.counts
         counts.read += len(batch.records) + len(batch.rejects)
         counts.written += written
         counts.rejected += len(batch.rejects)
         counts.batches += 1
+        route = self.route
         cancel = await commit_batch(
             self.engine,
             run_id=self.info.id,
@@ -349,6 +317,44 @@ class _Run:
         )
         return cancel
 
+    async def send(
+        self, destination: Connector, records: list[Record], state: State, member: str | None
+    ) -> tuple[int, list[UsageQuantity]]:
+        """Check, transform and write records, and measure their usage: (written, usage)."""
+        route = self.route
+        kinds = {type(r) for r in records}
+        if len(kinds) > 1 or any(not issubclass(k, Record) for k in kinds):
+            names = ", ".join(sorted(k.__name__ for k in kinds))
+            raise ConnectionFailed(
+                self.host,
+                route.source,
+                "read",
+                TypeError(f"a batch must hold one record type, got {names}"),
+            )
+        context = BatchContext(
+            route=route.name,
+            run_id=self.info.id,
+            member=member,
+            service=route.service,
+            source_stream=route.source_stream,
+            destination_stream=route.destination_stream,
+            record=records[0].record_name if records else "",
+        )
+        records = await self._transform(context, records)
+        written = 0
+        if records:
+            outgoing = Batch(
+                records=records, state=state, member=member, generation=self.start.generation
+            )
+            result = await self._call(
+                destination.write(route.destination_stream, outgoing, member),
+                "write",
+                lambda error: ConnectionFailed(self.host, route.destination, "write", error),
+                expect=WriteResult,
+            )
+            written = result.written
+        return written, measure(self.host, context, records)
+
     async def _transform(self, context: BatchContext, records: list[Record]) -> list[Record]:
         transforms = self.host.transforms()
         for name in self.route.transforms:
@@ -374,7 +380,7 @@ class _Run:
         return records
 
 
-async def _claim(engine: AsyncEngine, name: str, trigger: str) -> tuple[RouteRow, int, _Start]:
+async def claim(engine: AsyncEngine, name: str, trigger: str) -> tuple[RouteRow, int, Start]:
     """Create the run row, refusing if the route is disabled or running in a live process."""
     async with writing(engine) as conn:
         route = await load_route(conn, name)
@@ -420,8 +426,8 @@ async def _claim(engine: AsyncEngine, name: str, trigger: str) -> tuple[RouteRow
     # died mid-way is resumed from its checkpoint, in the same read cycle.
     fresh_cycle = route.mode in FULL_MODES and (stored.state is None or stored.cycle_complete)
     if fresh_cycle or stored.generation is None:
-        return route, run_id, _Start(state=None if fresh_cycle else stored.state, generation=run_id)
-    return route, run_id, _Start(state=stored.state, generation=stored.generation)
+        return route, run_id, Start(state=None if fresh_cycle else stored.state, generation=run_id)
+    return route, run_id, Start(state=stored.state, generation=stored.generation)
 
 
 def _is_dead_local_worker(worker: str | None) -> bool:
@@ -438,7 +444,7 @@ def _is_dead_local_worker(worker: str | None) -> bool:
     return False
 
 
-async def _finish(
+async def finish(
     engine: AsyncEngine,
     route: RouteRow,
     run_id: int,

@@ -119,6 +119,11 @@ class Connector(Generic[OptionsT]):
         """Yield batches of `stream` after `state` (None: from the beginning)."""
         raise NotImplementedError(f"connector {self.name!r} cannot be read from")
 
+    def pii_columns(self, stream: str) -> frozenset[str]:
+        """Source field names in `stream`'s raw records that hold PII, masked wherever a dead
+        letter is shown (the record's own PII fields are always masked too)."""
+        return frozenset()
+
     def map_raw(self, stream: str, raw: dict[str, Any]) -> Record:
         """Map one raw source record again (dead-letter replay); raise BadRecord if it fails."""
         raise NotImplementedError(f"connector {self.name!r} cannot map raw records")

@@ -283,15 +283,22 @@ class HttpClient:
             ) from None
         except aiohttp.ConnectionTimeoutError:
             raise Retryable(
-                f"no connection to {url.host}:{url.port} within {self.timeout.connect:g} s",
-                unsent=True,
+                f"no connection to {url.host}:{url.port} in time", unsent=True
             ) from None
         except aiohttp.ClientConnectorError as error:
             raise Retryable(
-                f"cannot connect to {url.host}:{url.port}: {error.os_error.strerror or 'refused'}",
+                f"cannot connect to {url.host}:{url.port}: {error.os_error.strerror or error.os_error}",
                 unsent=True,
             ) from None
         except TimeoutError:
-            raise Retryable(f"no complete answer within {self.timeout.total:g} s") from None
+            raise Retryable(
+                f"no complete answer in time (timeouts: {_timeouts(self.timeout)})"
+            ) from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
             raise Retryable(f"{type(error).__name__}: {error}") from None
+
+
+def _timeouts(timeout: aiohttp.ClientTimeout) -> str:
+    """The timeouts that are set, as ``total 0.2 s, connect 10 s``."""
+    limits = {"total": timeout.total, "connect": timeout.connect, "read": timeout.sock_read}
+    return ", ".join(f"{name} {seconds:g} s" for name, seconds in limits.items() if seconds)

@@ -45,9 +45,7 @@ class Limiter:
         self.limit = limit
         self.clock = clock
         self._free_at = float("-inf")
-        self._in_flight = (
-            asyncio.Semaphore(limit.max_concurrent) if limit.max_concurrent else None
-        )
+        self._in_flight = asyncio.Semaphore(limit.max_concurrent) if limit.max_concurrent else None
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:

@@ -1,0 +1,165 @@
+"""``cohub deadletters list|show|replay|discard``: the records that could not be delivered."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.table import Table
+from sqlalchemy import Select, select
+
+from hub.cli.common import UsageError, actor, ensure_schema, escape, out
+from hub.cli.runs import print_runs
+from hub.engine.connections import load_route
+from hub.engine.replay import replay
+from hub.redaction import mask, redact_text
+from hub.runtime import Runtime
+from hub.sdk.connector import ConnectionContext
+from hub.store.database import writing
+from hub.store.tables import dead_letters
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=["list", "show", "replay", "discard"])
+    parser.add_argument(
+        "ids", nargs="*", type=int, help="dead letter ids (replay/discard: or --all)"
+    )
+    parser.add_argument("--route")
+    parser.add_argument("--member")
+    parser.add_argument("--reason", help="text the reason contains")
+    parser.add_argument(
+        "--status", default="open", choices=["open", "replayed", "discarded", "any"]
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="replay/discard every dead letter the filters match"
+    )
+    parser.add_argument("--limit", type=int, default=100)
+
+
+def _matching(args: argparse.Namespace) -> Select:
+    query = select(dead_letters).order_by(dead_letters.c.id)
+    if args.ids:
+        query = query.where(dead_letters.c.id.in_(args.ids))
+    if args.route:
+        query = query.where(dead_letters.c.route == args.route)
+    if args.member:
+        query = query.where(dead_letters.c.member == args.member)
+    if args.reason:
+        query = query.where(dead_letters.c.reason.contains(args.reason))
+    if args.status != "any":
+        query = query.where(dead_letters.c.status == args.status)
+    return query
+
+
+async def cmd_deadletters(args: argparse.Namespace, runtime: Runtime) -> int:
+    await ensure_schema(runtime)
+    if args.action in ("replay", "discard") and not (args.ids or args.all):
+        raise UsageError(f"name the dead letters to {args.action}, or use --all with filters")
+    if args.action == "show" and not args.ids:
+        raise UsageError("name the dead letters to show")
+    query = _matching(args)
+    if args.action == "list":
+        query = query.limit(args.limit)
+    async with runtime.engine.connect() as conn:
+        rows = (await conn.execute(query)).mappings().all()
+    if args.action == "list":
+        _print_list(rows)
+    elif args.action == "show":
+        for row in rows:
+            await _print_one(runtime, row)
+    elif args.action == "discard":
+        await _discard(runtime, [row["id"] for row in rows if row["status"] == "open"])
+        out.print(f"discarded {len(rows)} dead letter(s)")
+    else:
+        await runtime.unlock_vault()
+        outcomes = await replay(runtime.engine, runtime.plugins, [row["id"] for row in rows])
+        print_runs([o.run for o in outcomes])
+        for outcome in outcomes:
+            out.print(
+                f"run {outcome.run.id}: {len(outcome.replayed)} replayed, {len(outcome.still_failing)} still failing"
+            )
+            for letter, reason in outcome.still_failing.items():
+                out.print(f"  dead letter {letter}: {escape(reason)}")
+        if any(o.run.status != "succeeded" or o.still_failing for o in outcomes):
+            return 1
+    if args.ids and len(rows) < len(set(args.ids)):
+        missing = sorted(set(args.ids) - {row["id"] for row in rows})
+        raise UsageError(f"no {args.status} dead letter {', '.join(map(str, missing))}")
+    return 0
+
+
+def _print_list(rows: Any) -> None:
+    table = Table(title="Dead letters")
+    for column in ("id", "run", "route", "member", "position", "status", "reason"):
+        table.add_column(column, no_wrap=column != "reason")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            str(row["run_id"]),
+            row["route"],
+            row["member"] or "-",
+            row["position"],
+            row["status"],
+            escape(redact_text(row["reason"])),
+        )
+    out.print(table)
+
+
+async def _print_one(runtime: Runtime, row: Any) -> None:
+    """One dead letter with its source record; PII and secrets masked."""
+    table = Table(title=f"Dead letter {row['id']}", show_header=False)
+    table.add_column("field", style="bold", no_wrap=True)
+    table.add_column("value")
+    extra = await _pii_columns(runtime, row["route"], row["stream"])
+    for field, value in (
+        ("route", row["route"]),
+        ("member", row["member"] or "-"),
+        ("stream", row["stream"]),
+        ("run", row["run_id"]),
+        ("position", row["position"]),
+        ("status", row["status"]),
+        ("resolution", row["resolution"] or "-"),
+        ("created", row["created_at"].isoformat()),
+        ("reason", redact_text(row["reason"])),
+        ("record", json.dumps(mask(row["raw"], extra), indent=1, ensure_ascii=False)),
+    ):
+        table.add_row(field, escape(str(value)))
+    out.print(table)
+
+
+async def _pii_columns(runtime: Runtime, route: str, stream: str) -> frozenset[str]:
+    """Source columns the route's source connector says hold PII (lower-cased for matching)."""
+    try:
+        async with runtime.engine.connect() as conn:
+            row = await load_route(conn, route)
+        cls = runtime.plugins.connector(row.source.connector)
+        connector = cls(
+            cls.parse_options(row.source.options),
+            {},
+            ConnectionContext(
+                connection=row.source.name, member=row.source.member, base_dir=row.source.base_dir
+            ),
+        )
+        return frozenset(column.lower() for column in connector.pii_columns(stream))
+    except Exception:
+        # The route or its connector is gone: mask by field names alone.
+        return frozenset()
+
+
+async def _discard(runtime: Runtime, ids: list[int]) -> None:
+    """Take dead letters off the open list for good, saying who did."""
+    async with writing(runtime.engine) as conn:
+        await conn.execute(
+            dead_letters.update()
+            .where(dead_letters.c.id.in_(ids))
+            .values(
+                status="discarded",
+                resolution=f"discarded by {actor()}",
+                resolved_at=datetime.now(UTC),
+            )
+        )
+
+
+__all__ = ["add_arguments", "cmd_deadletters"]

@@ -1,0 +1,149 @@
+"""Dead-letter replay: map the kept source records again and deliver those that now pass.
+
+A replay is a run of its route (trigger ``replay``): it goes through the route's transforms and
+destination like any batch, its usage is metered once (keyed by the dead letters it delivered),
+and dead letters that still fail keep their place with the new reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from hub.engine.connections import open_connector
+from hub.engine.run import ConnectionFailed, Run, RunSummary, claim, finish
+from hub.metering import record_usage
+from hub.model import Record
+from hub.plugins import PluginHookError, PluginHost, describe
+from hub.redaction import redact_text
+from hub.sdk.connector import Connector
+from hub.store.database import writing
+from hub.store.tables import dead_letters, runs
+
+
+class ReplayOutcome(msgspec.Struct, kw_only=True):
+    """What replaying one route's dead letters did."""
+
+    run: RunSummary
+    replayed: list[int]
+    still_failing: dict[int, str]
+
+
+async def replay(engine: AsyncEngine, host: PluginHost, ids: Sequence[int]) -> list[ReplayOutcome]:
+    """Replay the open dead letters `ids`, one run per route."""
+    async with engine.connect() as conn:
+        rows = (
+            (
+                await conn.execute(
+                    select(dead_letters)
+                    .where(dead_letters.c.id.in_(ids), dead_letters.c.status == "open")
+                    .order_by(dead_letters.c.id)
+                )
+            )
+            .mappings()
+            .all()
+        )
+    by_route: dict[str, list] = defaultdict(list)
+    for row in rows:
+        by_route[row["route"]].append(row)
+    return [
+        await _replay_route(engine, host, route, letters)
+        for route, letters in sorted(by_route.items())
+    ]
+
+
+async def _replay_route(
+    engine: AsyncEngine, host: PluginHost, name: str, letters: list
+) -> ReplayOutcome:
+    route, run_id, start = await claim(engine, name, "replay")
+    run = Run(engine, host, route, run_id, "replay", start, None, None)
+    records: list[Record] = []
+    delivered: list[int] = []
+    failing: dict[int, str] = {}
+    opened: list[Connector] = []
+    status, error = "succeeded", None
+    try:
+        source = open_connector(host, route.source)
+        opened.append(source)
+        destination = open_connector(host, route.destination)
+        opened.append(destination)
+        for letter in letters:
+            try:
+                record = source.map_raw(letter["stream"], letter["raw"])
+            except NotImplementedError as refused:
+                raise ConnectionFailed(
+                    host, route.source, "map a dead letter again", refused
+                ) from None
+            except Exception as still:
+                failing[letter["id"]] = redact_text(
+                    getattr(still, "reason", None) or describe(still)
+                )
+                continue
+            records.append(record)
+            delivered.append(letter["id"])
+        run.counts.read = len(letters)
+        run.counts.rejected = len(failing)
+        if records:
+            member = letters[0]["member"]
+            written, usage = await run.send(destination, records, {}, member)
+            run.counts.written = written
+            run.counts.batches = 1
+        else:
+            usage = []
+        await _commit(engine, run_id, route.service, name, delivered, failing, usage, run.counts)
+    except Exception as failure:
+        named = isinstance(failure, ConnectionFailed | PluginHookError)
+        status, error = "failed", redact_text(str(failure) if named else describe(failure))
+        delivered = []
+    finally:
+        for connector in opened:
+            await connector.close()
+    await finish(engine, route, run_id, status, error, run.counts, start.generation)
+    summary = RunSummary(
+        id=run_id, route=name, member=route.member, status=status, counts=run.counts, error=error
+    )
+    return ReplayOutcome(run=summary, replayed=delivered, still_failing=failing)
+
+
+async def _commit(engine, run_id, service, route, delivered, failing, usage, counts) -> None:  # type: ignore[no-untyped-def]
+    """Usage, dead-letter outcomes and the run's counters in one transaction."""
+    now = datetime.now(UTC)
+    fingerprint = (
+        "replay-" + hashlib.sha256(",".join(map(str, delivered)).encode()).hexdigest()[:32]
+    )
+    async with writing(engine) as conn:
+        await record_usage(
+            conn,
+            usage,
+            fingerprint=fingerprint,
+            service=service,
+            occurred_at=now,
+            route=route,
+            run_id=run_id,
+        )
+        if delivered:
+            await conn.execute(
+                dead_letters.update()
+                .where(dead_letters.c.id.in_(delivered))
+                .values(status="replayed", resolution=f"replayed in run {run_id}", resolved_at=now)
+            )
+        for letter_id, reason in failing.items():
+            await conn.execute(
+                dead_letters.update().where(dead_letters.c.id == letter_id).values(reason=reason)
+            )
+        await conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id)
+            .values(
+                records_read=counts.read,
+                records_written=counts.written,
+                records_rejected=counts.rejected,
+                batches=counts.batches,
+            )
+        )
