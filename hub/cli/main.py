@@ -16,10 +16,11 @@ from sqlalchemy import func, select
 
 from hub import logs
 from hub.apply import apply
-from hub.cli import deadletters
+from hub.cli import deadletters, state
 from hub.cli.common import UsageError, ensure_schema, err, escape, out
 from hub.cli.deadletters import cmd_deadletters
 from hub.cli.runs import cmd_runs, cmd_sync, print_runs, sync_routes
+from hub.cli.state import cmd_state
 from hub.config import ConfigError, check_against_plugins, load_config
 from hub.engine.connections import (
     ConnectionRow,
@@ -347,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema = command("schema", cmd_schema, "print a record's JSON Schema (no name: list records)")
     schema.add_argument("name", nargs="?")
     schema.add_argument("--connector", help="print a connector's options schema instead")
+    state.add_arguments(command("state", cmd_state, "where a route resumes: show, set, reset"))
     deadletters.add_arguments(
         command("deadletters", cmd_deadletters, "records that failed: list, show, replay, discard")
     )
