@@ -45,12 +45,12 @@ async def destination_rows(database_url: str) -> list[dict]:
         await engine.dispose()
 
 
-async def usage_total(runtime: Runtime) -> dict[str, Decimal]:
+async def usage_total(runtime: Runtime, meter: str = "records_synced") -> dict[str, Decimal]:
     async with runtime.engine.connect() as conn:
         rows = await conn.execute(
-            select(usage_events.c.member, func.sum(usage_events.c.quantity)).group_by(
-                usage_events.c.member
-            )
+            select(usage_events.c.member, func.sum(usage_events.c.quantity))
+            .where(usage_events.c.meter == meter)
+            .group_by(usage_events.c.member)
         )
         return {member: quantity for member, quantity in rows}
 

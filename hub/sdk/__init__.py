@@ -27,6 +27,7 @@ from hub.sdk.connector import (
     WriteResult,
     convert_rows,
 )
+from hub.sdk.cursor import IncrementalCursor
 from hub.sdk.errors import (
     AuthError,
     BadRecord,
@@ -51,6 +52,7 @@ __all__ = [
     "Connector",
     "ConnectorConfigError",
     "ConnectorError",
+    "IncrementalCursor",
     "Meter",
     "Money",
     "Options",
