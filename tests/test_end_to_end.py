@@ -15,7 +15,7 @@ from connectors.sql_table import StreamTable
 from hub.apply import apply
 from hub.config import check_against_plugins, load_config
 from hub.engine.connections import route_names
-from hub.engine.run import RouteRefused, RunSummary, run_route
+from hub.engine.run import WORKER, RouteRefused, RunSummary, run_route
 from hub.model.payroll import PayLine
 from hub.plugins import PluginHost
 from hub.runtime import Runtime
@@ -286,3 +286,26 @@ async def test_a_re_exported_file_does_not_duplicate_its_dead_letters(runtime, c
     async with runtime.engine.connect() as conn:
         positions = (await conn.execute(select(dead_letters.c.position))).scalars().all()
     assert sorted(positions) == ["hf_payroll_oct2026.csv:12", "hf_payroll_oct2026.csv:6"]
+
+
+async def test_a_run_left_running_under_this_very_pid_is_taken_over(runtime, config_dir):
+    # Given a run row that names this process, as after a container restart that kept pid 1
+    await apply(runtime.engine, load_config(config_dir))
+    async with runtime.engine.begin() as conn:
+        await conn.execute(
+            runs.insert().values(
+                route="eastview-payroll",
+                service="cbo-payroll",
+                trigger="schedule",
+                status="running",
+                worker=WORKER,
+                started_at=datetime(2026, 11, 1, tzinfo=UTC),
+            )
+        )
+
+    summary = await run_route(runtime.engine, runtime.plugins, "eastview-payroll")
+
+    assert summary.status == "succeeded"
+    async with runtime.engine.connect() as conn:
+        statuses = (await conn.execute(select(runs.c.status).order_by(runs.c.id))).scalars().all()
+    assert statuses == ["abandoned", "succeeded"]

@@ -15,6 +15,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
@@ -40,6 +41,9 @@ log = structlog.get_logger("hub.engine")
 QUEUE_DEPTH = 2
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+#: Runs this process has in hand, so a run row naming this pid is told apart from a stale one.
+_ACTIVE_RUNS: set[int] = set()
 
 FULL_MODES = ("full_refresh", "full_refresh_deletes")
 
@@ -391,13 +395,13 @@ async def claim(engine: AsyncEngine, name: str, trigger: str) -> tuple[RouteRow,
                 raise RouteRefused(f"route {name!r}: connection {end.name!r} is disabled")
         running = (
             await conn.execute(
-                select(runs.c.id, runs.c.worker).where(
+                select(runs.c.id, runs.c.worker, runs.c.started_at).where(
                     runs.c.route == name, runs.c.status == "running"
                 )
             )
         ).all()
-        for other_id, worker in running:
-            if not _is_dead_local_worker(worker):
+        for other_id, worker, started_at in running:
+            if not _is_dead_local_worker(other_id, worker, started_at):
                 raise RouteRefused(
                     f"route {name!r} is already running (run {other_id}, worker {worker})"
                 )
@@ -422,6 +426,7 @@ async def claim(engine: AsyncEngine, name: str, trigger: str) -> tuple[RouteRow,
                 )
             )
         ).inserted_primary_key[0]
+        _ACTIVE_RUNS.add(run_id)
     # A full refresh reads everything again once the previous full read finished; a run that
     # died mid-way is resumed from its checkpoint, in the same read cycle.
     fresh_cycle = route.mode in FULL_MODES and (stored.state is None or stored.cycle_complete)
@@ -430,18 +435,37 @@ async def claim(engine: AsyncEngine, name: str, trigger: str) -> tuple[RouteRow,
     return route, run_id, Start(state=stored.state, generation=stored.generation)
 
 
-def _is_dead_local_worker(worker: str | None) -> bool:
-    """Whether `worker` is a process on this host that no longer exists."""
-    host, _, pid = (worker or "").rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
+def _is_dead_local_worker(run_id: int, worker: str | None, started_at: datetime) -> bool:
+    """Whether the run's process, on this host, is gone: no such pid, a pid the system has since
+    given to a newer process, or this very process without the run in hand (a restart that
+    kept its pid, as a container's pid 1 does)."""
+    host, _, pid_text = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
         return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return run_id not in _ACTIVE_RUNS
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except PermissionError:
         return False
-    return False
+    born = _process_started_at(pid)
+    return born is not None and born > started_at + timedelta(seconds=1)
+
+
+def _process_started_at(pid: int) -> datetime | None:
+    """When process `pid` started (Linux /proc), or None where that cannot be read."""
+    try:
+        after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(
+            line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
+    except (OSError, StopIteration, IndexError):
+        return None
+    ticks = int(after_name[19])  # field 22, "starttime", in clock ticks after boot
+    return datetime.fromtimestamp(int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK"), UTC)
 
 
 async def finish(
@@ -454,6 +478,7 @@ async def finish(
     generation: int,
 ) -> None:
     """Record how the run ended; a full read that got to the end closes its read cycle."""
+    _ACTIVE_RUNS.discard(run_id)
     async with writing(engine) as conn:
         await conn.execute(
             runs.update()
