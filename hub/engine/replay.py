@@ -11,6 +11,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import msgspec
 from sqlalchemy import select
@@ -23,6 +24,7 @@ from hub.model import Record
 from hub.plugins import PluginHookError, PluginHost, describe
 from hub.redaction import redact_text
 from hub.sdk.connector import Connector
+from hub.sdk.lifecycle import RunCounts, UsageQuantity
 from hub.store.database import writing
 from hub.store.tables import dead_letters, runs
 
@@ -49,7 +51,7 @@ async def replay(engine: AsyncEngine, host: PluginHost, ids: Sequence[int]) -> l
             .mappings()
             .all()
         )
-    by_route: dict[str, list] = defaultdict(list)
+    by_route: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
         by_route[row["route"]].append(row)
     return [
@@ -111,7 +113,16 @@ async def _replay_route(
     return ReplayOutcome(run=summary, replayed=delivered, still_failing=failing)
 
 
-async def _commit(engine, run_id, service, route, delivered, failing, usage, counts) -> None:  # type: ignore[no-untyped-def]
+async def _commit(
+    engine: AsyncEngine,
+    run_id: int,
+    service: str,
+    route: str,
+    delivered: list[int],
+    failing: dict[int, str],
+    usage: Sequence[UsageQuantity],
+    counts: RunCounts,
+) -> None:
     """Usage, dead-letter outcomes and the run's counters in one transaction."""
     now = datetime.now(UTC)
     fingerprint = (
