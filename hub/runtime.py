@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import ConfigError, Issues, PluginSettings, read_toml
 from hub.plugins import PluginHost
+from hub.sdk.http import close_sessions
 from hub.store.database import create_engine, default_url
 from hub.vault import MASTER_KEY_ENV, Vault, VaultResolver, load_keys
 
@@ -67,4 +68,6 @@ class Runtime:
         self.plugins.add_plugin(VaultResolver(values), name="vault")
 
     async def close(self) -> None:
+        """Release the database pool and the worker's shared HTTP session."""
+        await close_sessions()
         await self.engine.dispose()

@@ -16,6 +16,7 @@ A plugin module looks like::
 from hub.hookspecs import hookimpl
 from hub.model import ACCOUNT_LAYOUTS, RECORD_TYPES, AccountCode, AccountLayout, Record, record_type
 from hub.model.base import Money, Pii, field_types, nested_struct
+from hub.sdk import http
 from hub.sdk.connector import (
     Batch,
     ConnectionContext,
@@ -71,6 +72,7 @@ __all__ = [
     "count_retry",
     "field_types",
     "hookimpl",
+    "http",
     "nested_struct",
     "record_type",
 ]

@@ -27,7 +27,13 @@ from hub.sdk.http.client import ClientCounts, HttpClient, HttpStatusError, JsonR
 from hub.sdk.http.clock import Clock, ManualClock
 from hub.sdk.http.paging import Page, cursor_pages, link_pages, offset_pages, page_number_pages
 from hub.sdk.http.ratelimit import Limiter, RateLimit, shared_limiter
-from hub.sdk.http.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
+from hub.sdk.http.retry import (
+    RETRY_STATUSES,
+    Retryable,
+    RetryPolicy,
+    parse_retry_after,
+    with_retries,
+)
 from hub.sdk.http.session import DEFAULT_TIMEOUT, PoolLimits, close_sessions, shared_session
 
 __all__ = [
@@ -51,6 +57,7 @@ __all__ = [
     "PoolLimits",
     "RateLimit",
     "RetryPolicy",
+    "Retryable",
     "SystemDown",
     "close_sessions",
     "cursor_pages",
@@ -61,4 +68,5 @@ __all__ = [
     "shared_breaker",
     "shared_limiter",
     "shared_session",
+    "with_retries",
 ]

@@ -8,15 +8,16 @@ error messages.
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import aiohttp
 import msgspec
+from yarl import URL
 
-from hub.sdk.errors import AuthError
+from hub.sdk.errors import AuthError, ConnectorConfigError
 from hub.sdk.http.clock import SYSTEM_CLOCK, Clock
 from hub.sdk.http.retry import RETRY_STATUSES, Retryable
 
@@ -47,13 +48,22 @@ NO_AUTH = Auth()
 
 @dataclass(frozen=True)
 class BasicAuth(Auth):
-    """HTTP Basic authentication (RFC 7617)."""
+    """HTTP Basic authentication (RFC 7617), UTF-8 encoded.
+
+    Encoded here rather than by aiohttp: aiohttp 3.14 deprecates `aiohttp.BasicAuth`, and its
+    replacement, `encode_basic_auth`, is newer than the oldest aiohttp the project allows.
+    """
 
     username: str
     password: str = field(repr=False)
 
+    def __post_init__(self) -> None:
+        if ":" in self.username:
+            raise ConnectorConfigError("a Basic auth username cannot contain ':' (RFC 7617)")
+
     async def headers(self, client: FormPoster) -> Mapping[str, str]:
-        return {"Authorization": aiohttp.BasicAuth(self.username, self.password).encode()}
+        pair = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
+        return {"Authorization": f"Basic {pair}"}
 
 
 @dataclass(frozen=True)
@@ -129,17 +139,17 @@ class OAuth2ClientCredentials(Auth):
         if self.scope:
             form["scope"] = self.scope
         status, body = await client.post_form(self.token_url, form)
-        where = f"token endpoint {self.token_url}"
+        where = f"token endpoint {URL(self.token_url).with_query(None)}"
         if status in RETRY_STATUSES:
             raise Retryable(f"{where} answered HTTP {status}", down=status != 429)
         if status != 200:
             raise AuthError(f"{where} refused the client credentials: HTTP {status}{_code(body)}")
         try:
-            token = msgspec.json.decode(body, type=_TokenResponse)
+            token = msgspec.json.decode(body, type=_TokenResponse, strict=False)
+        except msgspec.ValidationError as error:  # a subclass of DecodeError: caught first
+            raise AuthError(f"{where} answered without a usable token: {error}") from None
         except msgspec.DecodeError:
             raise Retryable(f"{where} answered with a body that is not valid JSON") from None
-        except msgspec.ValidationError as error:
-            raise AuthError(f"{where} answered without a usable token: {error}") from None
         self.fetches += 1
         self._token = token.access_token
         self._expires_at = None

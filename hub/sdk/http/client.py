@@ -46,8 +46,8 @@ Params = Mapping[str, str | int | float]
 
 
 class HttpStatusError(ConnectorError):
-    """The vendor system refused the request with a status retrying cannot change (a 4xx other
-    than 401 and 403); `status` is that status."""
+    """The vendor system refused the request with a status retrying cannot change (404, 422,
+    501, …; 401 and 403 are `AuthError`s); `status` is that status."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -167,9 +167,10 @@ class HttpClient:
     ) -> JsonResponse:
         """Send one request with retries; the response if its status is below 400.
 
-        Raises `TransientError` when the attempts run out or the system's breaker is open,
-        `AuthError` on 401 (after one fresh credential) or 403, `HttpStatusError` on another
-        4xx, `ConnectorConfigError` when the server's certificate is not trusted.
+        Raises `TransientError` when the attempts run out or the system's breaker is open
+        (`SystemDown`), `AuthError` on 401 (after one fresh credential) or 403,
+        `HttpStatusError` on any other status from 400 up that retrying cannot change, and
+        `ConnectorConfigError` when the server's certificate is not trusted.
         """
         url = self.url(path)
         name = f"{method} {url.with_query(None).with_fragment(None)}"
@@ -217,7 +218,11 @@ class HttpClient:
         headers: dict[str, str],
     ) -> JsonResponse:
         with self.circuit.call():
-            credentials = await self.auth.headers(self)
+            try:
+                credentials = await self.auth.headers(self)
+            except Retryable as failure:
+                failure.unsent = True  # the token fetch failed; the request itself never left
+                raise
             async with self.limiter.slot():
                 self.counts.requests += 1
                 reply, raw = await self._send(

@@ -2,8 +2,12 @@
 
 Every page says where it came from (`position`) and where the next one is (`next`), so a
 connector can checkpoint after each page and resume there: offset/limit, page number,
-cursor (next token) and RFC 8288 ``Link: <...>; rel="next"`` headers. Empty pages are not
-yielded. Each style takes `start` to resume from a stored position.
+cursor (next token) and RFC 8288 ``Link: <...>; rel="next"`` headers. Each style takes `start`
+to resume from a stored position. Empty pages are not yielded.
+
+Offset and page-number walks end at the first empty page, not at a short one: many APIs cap the
+page size below what was asked, and a short page then says nothing about the end. It costs one
+request per walk, and `next` of the last page is where new records will appear.
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ Items = str | Callable[[Any], list[Any]]
 
 
 class Page(NamedTuple):
-    """One page: its records, the position that fetched it (None for the first page when not
-    resuming), the position of the next page (None after the last) and the whole response."""
+    """One page: its records, the position that fetched it (None for the first page of a cursor
+    or link walk not resuming), the position of the next page (None when the API says there is
+    none) and the whole response."""
 
     items: list[Any]
     position: int | str | None
@@ -34,8 +39,9 @@ def _items_of(items: Items, response: JsonResponse) -> list[Any]:
     else:
         found = response.data.get(items) if isinstance(response.data, dict) else None
     if not isinstance(found, list):
+        where = "the body" if callable(items) else f"{items!r} of the body"
         raise ConnectorError(
-            f"{response.url.with_query(None)}: expected a list of records, got {type(found).__name__}"
+            f"{response.url.with_query(None)}: {where} is {type(found).__name__}, not a list of records"
         )
     return found
 
@@ -51,20 +57,18 @@ async def offset_pages(
     offset_param: str = "offset",
     limit_param: str = "limit",
 ) -> AsyncIterator[Page]:
-    """``?offset=0&limit=100``, ``?offset=100&limit=100``, …; a page shorter than `limit` is
-    the last. `next` is the offset of the next page."""
+    """``?offset=0&limit=100``, then the offset after the records received, until a page is
+    empty. `next` is the offset of the next page."""
     offset = start
     while True:
         response = await client.request(
             "GET", path, params={**(params or {}), offset_param: offset, limit_param: limit}
         )
         found = _items_of(items, response)
-        following = offset + len(found) if len(found) >= limit else None
-        if found:
-            yield Page(found, offset, following, response)
-        if following is None:
+        if not found:
             return
-        offset = following
+        yield Page(found, offset, offset + len(found), response)
+        offset += len(found)
 
 
 async def page_number_pages(
@@ -79,20 +83,18 @@ async def page_number_pages(
     page_param: str = "page",
     size_param: str = "per_page",
 ) -> AsyncIterator[Page]:
-    """``?page=1&per_page=100``, ``?page=2&per_page=100``, …; a page shorter than `size` is the
-    last. `first` is the API's first page number (0 or 1)."""
+    """``?page=1&per_page=100``, ``?page=2&per_page=100``, … until a page is empty. `first` is
+    the API's first page number (0 or 1)."""
     number = first if start is None else start
     while True:
         response = await client.request(
             "GET", path, params={**(params or {}), page_param: number, size_param: size}
         )
         found = _items_of(items, response)
-        following = number + 1 if len(found) >= size else None
-        if found:
-            yield Page(found, number, following, response)
-        if following is None:
+        if not found:
             return
-        number = following
+        yield Page(found, number, number + 1, response)
+        number += 1
 
 
 async def cursor_pages(

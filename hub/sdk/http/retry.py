@@ -57,12 +57,14 @@ class Retryable(Exception):
 class RetryPolicy:
     """How often and how patiently to retry: `attempts` in all (the first included), delays
     drawn from ``jitter(0, min(cap, base * 2 ** retry))``, a server's ``Retry-After`` obeyed up
-    to `max_retry_after` seconds."""
+    to `max_retry_after` seconds, and no retry begun once `deadline` seconds have passed since
+    the first attempt (so a call gives up well inside the route's `call_timeout_seconds`)."""
 
     attempts: int = 5
     base: float = 0.5
     cap: float = 30.0
     max_retry_after: float = 120.0
+    deadline: float = 240.0
     jitter: Callable[[float, float], float] = field(
         default=random.uniform, compare=False, repr=False
     )
@@ -111,6 +113,7 @@ async def with_retries(
     counters (`count_retry`), logged, and reported to `on_retry`.
     """
     number = 0
+    started = clock.monotonic()
     while True:
         number += 1
         try:
@@ -121,12 +124,15 @@ async def with_retries(
                     f"{request} failed and was not retried (it may have been applied): "
                     f"{failure.reason}"
                 ) from None
-            if number >= policy.attempts:
+            delay = (
+                None if number >= policy.attempts else policy.delay(number - 1, failure.retry_after)
+            )
+            if delay is None or clock.monotonic() - started + delay > policy.deadline:
                 log.warning("http.gave_up", request=request, attempts=number, reason=failure.reason)
                 raise TransientError(
-                    f"{request} failed after {number} attempts: {failure.reason}"
+                    f"{request} failed after {number} attempt{'s' if number > 1 else ''}: "
+                    f"{failure.reason}"
                 ) from None
-            delay = policy.delay(number - 1, failure.retry_after)
             count_retry()
             if on_retry is not None:
                 on_retry()
