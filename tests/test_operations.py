@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -173,3 +174,59 @@ def test_state_commands_refuse_bad_input_with_a_reason(synced, argv, message):
 
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_replaying_on_a_full_refresh_route_leaves_its_read_cycle_open(synced):
+    routes = synced / "config" / "routes.toml"
+    routes.write_text(
+        routes.read_text().replace(
+            "[routes.harbor-falls-payroll]\n",
+            '[routes.harbor-falls-payroll]\nmode = "full_refresh"\n',
+        )
+    )
+    assert cohub("apply", "config", cwd=synced).returncode == 0
+    with hub_db(synced) as db:
+        db.execute(
+            "UPDATE stream_states SET cycle_complete = 0 WHERE route = 'harbor-falls-payroll'"
+        )
+
+    cohub("deadletters", "replay", "1", cwd=synced)
+
+    with hub_db(synced) as db:
+        [(complete,)] = db.execute(
+            "SELECT cycle_complete FROM stream_states WHERE route = 'harbor-falls-payroll'"
+        ).fetchall()
+    assert complete == 0
+
+
+def test_replay_on_a_disabled_route_is_refused_with_a_reason(synced):
+    routes = synced / "config" / "routes.toml"
+    routes.write_text(
+        routes.read_text().replace(
+            "[routes.harbor-falls-payroll]\n", "[routes.harbor-falls-payroll]\nenabled = false\n"
+        )
+    )
+    assert cohub("apply", "config", cwd=synced).returncode == 0
+
+    result = cohub("deadletters", "replay", "1", cwd=synced)
+
+    assert result.returncode == 2
+    assert "cannot replay now: route 'harbor-falls-payroll' is disabled" in result.stderr
+
+
+def test_state_can_be_reset_after_a_sync_died_without_a_trace(synced):
+    with hub_db(synced) as db:
+        db.execute(
+            "INSERT INTO runs (route, service, trigger, status, worker, started_at, records_read, records_written,"
+            " records_rejected, batches, retries, records_deleted, cancel_requested)"
+            " VALUES ('millbrook-payroll', 'cbo-payroll', 'manual', 'running', ?, '2026-11-01 00:00:00', 0, 0, 0, 0, 0, 0, 0)",
+            (f"{socket.gethostname()}:999999",),
+        )
+
+    result = cohub("state", "reset", "millbrook-payroll", cwd=synced)
+
+    assert result.returncode == 0, result.stderr
+    with hub_db(synced) as db:
+        assert db.execute("SELECT status FROM runs WHERE worker LIKE '%:999999'").fetchall() == [
+            ("abandoned",)
+        ]

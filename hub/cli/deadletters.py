@@ -14,6 +14,8 @@ from hub.cli.common import UsageError, actor, ensure_schema, escape, out
 from hub.cli.runs import print_runs
 from hub.engine.connections import load_route
 from hub.engine.replay import replay
+from hub.engine.run import RouteRefused
+from hub.model import RECORD_TYPES
 from hub.redaction import mask, redact_text
 from hub.runtime import Runtime
 from hub.sdk.connector import ConnectionContext
@@ -70,11 +72,16 @@ async def cmd_deadletters(args: argparse.Namespace, runtime: Runtime) -> int:
         for row in rows:
             await _print_one(runtime, row)
     elif args.action == "discard":
-        await _discard(runtime, [row["id"] for row in rows if row["status"] == "open"])
-        out.print(f"discarded {len(rows)} dead letter(s)")
+        open_ids = [row["id"] for row in rows if row["status"] == "open"]
+        await _discard(runtime, open_ids)
+        out.print(f"discarded {len(open_ids)} dead letter(s)")
     else:
+        _check_all_found(args, rows)
         await runtime.unlock_vault()
-        outcomes = await replay(runtime.engine, runtime.plugins, [row["id"] for row in rows])
+        try:
+            outcomes = await replay(runtime.engine, runtime.plugins, [row["id"] for row in rows])
+        except RouteRefused as refused:
+            raise UsageError(f"cannot replay now: {refused}") from None
         print_runs([o.run for o in outcomes])
         for outcome in outcomes:
             out.print(
@@ -84,10 +91,14 @@ async def cmd_deadletters(args: argparse.Namespace, runtime: Runtime) -> int:
                 out.print(f"  dead letter {letter}: {escape(reason)}")
         if any(o.run.status != "succeeded" or o.still_failing for o in outcomes):
             return 1
+    _check_all_found(args, rows)
+    return 0
+
+
+def _check_all_found(args: argparse.Namespace, rows: Any) -> None:
     if args.ids and len(rows) < len(set(args.ids)):
         missing = sorted(set(args.ids) - {row["id"] for row in rows})
         raise UsageError(f"no {args.status} dead letter {', '.join(map(str, missing))}")
-    return 0
 
 
 def _print_list(rows: Any) -> None:
@@ -129,6 +140,12 @@ async def _print_one(runtime: Runtime, row: Any) -> None:
     out.print(table)
 
 
+#: Every field name any canonical record marks PII: a raw record using the same names is masked.
+RECORD_PII_NAMES = frozenset(
+    name.rsplit(".", 1)[-1] for record in RECORD_TYPES.values() for name in record.pii_fields()
+)
+
+
 async def _pii_columns(runtime: Runtime, route: str, stream: str) -> frozenset[str]:
     """Source columns the route's source connector says hold PII (lower-cased for matching)."""
     try:
@@ -142,10 +159,11 @@ async def _pii_columns(runtime: Runtime, route: str, stream: str) -> frozenset[s
                 connection=row.source.name, member=row.source.member, base_dir=row.source.base_dir
             ),
         )
-        return frozenset(column.lower() for column in connector.pii_columns(stream))
+        declared = frozenset(column.lower() for column in connector.pii_columns(stream))
     except Exception:
         # The route or its connector is gone: mask by field names alone.
-        return frozenset()
+        declared = frozenset()
+    return declared | RECORD_PII_NAMES
 
 
 async def _discard(runtime: Runtime, ids: list[int]) -> None:

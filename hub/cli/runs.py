@@ -99,7 +99,7 @@ def print_runs(summaries: Sequence[RunSummary]) -> None:
     out.print(table)
     for s in summaries:
         if s.error:
-            out.print(f"[red]run {s.id} ({s.route}) failed:[/] {escape(s.error)}")
+            out.print(f"[red]run {s.id} ({s.route}) {s.status}:[/] {escape(s.error)}")
 
 
 async def cmd_sync(args: argparse.Namespace, runtime: Runtime) -> int:

@@ -17,11 +17,11 @@ from sqlalchemy import select
 from hub.cli.common import UsageError, actor, ensure_schema, escape, out
 from hub.engine.checkpoint import load_state, save_state
 from hub.engine.connections import UnknownRoute, load_route
-from hub.engine.run import FULL_MODES
+from hub.engine.run import FULL_MODES, live_run
 from hub.redaction import mask
 from hub.runtime import Runtime
 from hub.store.database import writing
-from hub.store.tables import runs, state_changes, stream_states
+from hub.store.tables import state_changes, stream_states
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,11 +57,9 @@ async def cmd_state(args: argparse.Namespace, runtime: Runtime) -> int:
             )
             _print(route.name, route.source_stream, row, full_refresh=route.mode in FULL_MODES)
             return 0
-        running = await conn.scalar(
-            select(runs.c.id).where(runs.c.route == route.name, runs.c.status == "running")
-        )
-        if running is not None:
-            raise UsageError(f"route {route.name!r} is running (run {running}); cancel it or wait")
+        live = await live_run(conn, route.name)
+        if live is not None:
+            raise UsageError(f"route {route.name!r} is running (run {live[0]}); cancel it or wait")
         if args.action == "reset":
             new_state = None
             await conn.execute(stream_states.delete().where(stream_states.c.route == route.name))

@@ -106,7 +106,10 @@ async def _replay_route(
     finally:
         for connector in opened:
             await connector.close()
-    await finish(engine, route, run_id, status, error, run.counts, start.generation)
+    # A replay delivers a few records; it never completes (or starts) a full read cycle.
+    await finish(
+        engine, route, run_id, status, error, run.counts, start.generation, read_complete=False
+    )
     summary = RunSummary(
         id=run_id, route=name, member=route.member, status=status, counts=run.counts, error=error
     )

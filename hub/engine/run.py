@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.engine.checkpoint import commit_batch, load_state, save_state
 from hub.engine.connections import ConnectionRow, RouteRow, load_route, open_connector
@@ -146,7 +146,14 @@ class Run:
         await self.host.notify("cohub_run_started", timeout=self.timeout, run=self.info)
         status, error = await self._connect_and_pump()
         await finish(
-            self.engine, self.route, self.info.id, status, error, self.counts, self.start.generation
+            self.engine,
+            self.route,
+            self.info.id,
+            status,
+            error,
+            self.counts,
+            self.start.generation,
+            read_complete=status == "succeeded",
         )
         if status == "failed":
             log.error("run.failed", error=error, **msgspec.structs.asdict(self.counts))
@@ -393,22 +400,10 @@ async def claim(engine: AsyncEngine, name: str, trigger: str) -> tuple[RouteRow,
         for end in (route.source, route.destination):
             if not end.enabled:
                 raise RouteRefused(f"route {name!r}: connection {end.name!r} is disabled")
-        running = (
-            await conn.execute(
-                select(runs.c.id, runs.c.worker, runs.c.started_at).where(
-                    runs.c.route == name, runs.c.status == "running"
-                )
-            )
-        ).all()
-        for other_id, worker, started_at in running:
-            if not _is_dead_local_worker(other_id, worker, started_at):
-                raise RouteRefused(
-                    f"route {name!r} is already running (run {other_id}, worker {worker})"
-                )
-            await conn.execute(
-                runs.update()
-                .where(runs.c.id == other_id)
-                .values(status="abandoned", finished_at=datetime.now(UTC), error="its process died")
+        live = await live_run(conn, name)
+        if live is not None:
+            raise RouteRefused(
+                f"route {name!r} is already running (run {live[0]}, worker {live[1]})"
             )
         stored = await load_state(conn, name)
         run_id = (
@@ -433,6 +428,27 @@ async def claim(engine: AsyncEngine, name: str, trigger: str) -> tuple[RouteRow,
     if fresh_cycle or stored.generation is None:
         return route, run_id, Start(state=None if fresh_cycle else stored.state, generation=run_id)
     return route, run_id, Start(state=stored.state, generation=stored.generation)
+
+
+async def live_run(conn: AsyncConnection, route: str) -> tuple[int, str] | None:
+    """The (id, worker) of a run of `route` still going in a live process; runs whose process
+    died are marked `abandoned` on the way (inside the caller's write transaction)."""
+    running = (
+        await conn.execute(
+            select(runs.c.id, runs.c.worker, runs.c.started_at).where(
+                runs.c.route == route, runs.c.status == "running"
+            )
+        )
+    ).all()
+    for run_id, worker, started_at in running:
+        if not _is_dead_local_worker(run_id, worker, started_at):
+            return run_id, worker
+        await conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id)
+            .values(status="abandoned", finished_at=datetime.now(UTC), error="its process died")
+        )
+    return None
 
 
 def _is_dead_local_worker(run_id: int, worker: str | None, started_at: datetime) -> bool:
@@ -476,6 +492,8 @@ async def finish(
     error: str | None,
     counts: RunCounts,
     generation: int,
+    *,
+    read_complete: bool,
 ) -> None:
     """Record how the run ended; a full read that got to the end closes its read cycle."""
     _ACTIVE_RUNS.discard(run_id)
@@ -491,7 +509,7 @@ async def finish(
                 records_deleted=counts.deleted,
             )
         )
-        if status == "succeeded" and route.mode in FULL_MODES:
+        if read_complete and route.mode in FULL_MODES:
             stored = await load_state(conn, route.name)
             await save_state(
                 conn,

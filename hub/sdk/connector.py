@@ -121,7 +121,7 @@ class Connector(Generic[OptionsT]):
 
     def pii_columns(self, stream: str) -> frozenset[str]:
         """Source field names in `stream`'s raw records that hold PII, masked wherever a dead
-        letter is shown (the record's own PII fields are always masked too)."""
+        letter is shown (as are fields named like any canonical record's PII field)."""
         return frozenset()
 
     def map_raw(self, stream: str, raw: dict[str, Any]) -> Record:
