@@ -40,7 +40,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -62,9 +63,12 @@ DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 COHUB = "cohub"
 BASELINE = "baseline (csv + executemany)"
 TARGETS = ("sqlite", "postgresql")
+#: What the baseline writes in `sync_generation` (Cohub writes its run's id: one integer a run).
+GENERATION = 1
 
-#: The table `connectors/sql_table.py` creates for `payroll.pay_line` (member, record key, then
-#: the record's fields with the account code flattened), as (name, SQLite type, PostgreSQL type).
+#: The table `connectors/sql_table.py` creates for `payroll.pay_line` (member, record key, the
+#: record's fields with the account code flattened, then the sync generation and deletion time),
+#: as (name, SQLite type, PostgreSQL type).
 #: The PostgreSQL types are those SQLAlchemy emits for the connector's column types; SQLite gets
 #: plain TEXT/INTEGER/NUMERIC affinities. After the first Cohub run of each target the benchmark
 #: checks that Cohub's table has exactly these columns.
@@ -92,6 +96,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("employee_name", "TEXT", "TEXT"),
     ("ssn", "TEXT", "TEXT"),
     ("bank_account", "TEXT", "TEXT"),
+    # The read cycle that last delivered the row, and when a full read found it gone.
+    ("sync_generation", "INTEGER", "BIGINT"),
+    ("deleted_at", "TEXT", "TIMESTAMP WITH TIME ZONE"),
 )
 COLUMN_NAMES = tuple(name for name, _, _ in COLUMNS)
 
@@ -338,6 +345,8 @@ def parse_rows(path: Path, batch_size: int) -> Iterator[list[tuple[Any, ...]]]:
                         name or None,
                         None,
                         None,
+                        GENERATION,
+                        None,
                     )
                 )
             if not batch:
@@ -422,8 +431,13 @@ class BenchError(Exception):
     """A run failed or delivered wrong data: the benchmark stops and says why."""
 
 
+#: Watches a running child: called with its pid right after the spawn, the context it returns
+#: is left once the child has exited and been reaped (bench/memory_flatness.py samples RSS).
+Monitor = Callable[[int], AbstractContextManager[object]]
+
+
 def run_measured(
-    command: list[str], env: dict[str, str], cwd: Path, log: Path
+    command: list[str], env: dict[str, str], cwd: Path, log: Path, monitor: Monitor | None = None
 ) -> tuple[float, int]:
     """Run `command` to completion; return (wall seconds, peak RSS in bytes) of that child.
 
@@ -436,7 +450,8 @@ def run_measured(
         process = subprocess.Popen(
             command, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=output, stderr=output
         )
-        _, status, usage = os.wait4(process.pid, 0)
+        with monitor(process.pid) if monitor is not None else contextlib.nullcontext():
+            _, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
@@ -687,8 +702,16 @@ def verify(
 
 
 def run_cohub(
-    target: Target, workdir: Path, export: Path, batch_size: int, run: int, profile: Path | None
+    target: Target,
+    workdir: Path,
+    export: Path,
+    batch_size: int,
+    run: int,
+    profile: Path | None,
+    monitor: Monitor | None = None,
 ) -> tuple[float, int]:
+    """`cohub apply` (not timed), then `cohub sync --all` measured by `run_measured`; the
+    run's configuration, hub home and logs are in `<workdir>/runs/<target>-cohub-<run>/`."""
     base = workdir / "runs" / f"{target.name}-cohub-{run}"
     if base.exists():
         shutil.rmtree(base)
@@ -703,7 +726,7 @@ def run_cohub(
     sync = [*cohub, "--config", str(config), "sync", "--all"]
     if profile is not None:
         sync = [sys.executable, "-m", "cProfile", "-o", str(profile), *sync]
-    return run_measured(sync, env, base, base / "sync.log")
+    return run_measured(sync, env, base, base / "sync.log", monitor)
 
 
 def run_baseline(
@@ -799,6 +822,102 @@ def print_profile(profile: Path, console: Any) -> None:
         console.print(text[text.find("   ncalls") :], markup=False, highlight=False)
 
 
+def add_common_arguments(parser: argparse.ArgumentParser, workdir: Path) -> None:
+    """The options the benchmarks here share: --targets, --postgres-url, --workdir, --batch-size
+    and --output."""
+    parser.add_argument(
+        "--targets", default=",".join(TARGETS), help="comma-separated: sqlite,postgresql"
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("COHUB_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="PostgreSQL URL (default: $COHUB_BENCH_POSTGRES_URL or %(default)s)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=workdir, help="generated files and run folders"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=5000, help="route batch_size and baseline batch"
+    )
+    parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
+
+
+def parse_targets(parser: argparse.ArgumentParser, value: str) -> list[str]:
+    targets = [t.strip() for t in value.split(",") if t.strip()]
+    unknown = sorted(set(targets) - set(TARGETS))
+    if unknown or not targets:
+        parser.error(
+            f"unknown target {unknown[0] if unknown else '(none)'}; known: sqlite,postgresql"
+        )
+    return targets
+
+
+def make_console() -> Any:
+    from rich.console import Console
+
+    # Wide enough for the table when the output goes to a file or a pipe.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+
+
+def prepare_export(
+    workdir: Path, lines: int, seed: int, console: Any, started: float
+) -> tuple[Path, dict[str, Any]]:
+    """Generate (or reuse) the export of `lines` lines and say so; return its path and facts."""
+    export = export_path(workdir, lines, seed)
+    meta = generate_export(export, lines, seed)
+    console.print(
+        f"export: {export} ({meta['bytes'] / 2**20:.1f} MiB, {lines:,} lines, seed "
+        f"{seed}, {meta['pay_runs']} pay runs, {EMPLOYEES:,} employees; "
+        f"ready in {time.perf_counter() - started:.1f}s)"
+    )
+    return export, meta
+
+
+def choose_targets(
+    names: list[str], postgres_url: str, workdir: Path, console: Any
+) -> tuple[list[Target], str | None, dict[str, str]]:
+    """The targets to run, the PostgreSQL server version (None if not used or not answering)
+    and the skipped targets with the reason."""
+    chosen: list[Target] = []
+    postgres_version = None
+    skipped: dict[str, str] = {}
+    for name in names:
+        if name == "sqlite":
+            chosen.append(SqliteTarget(workdir))
+            continue
+        postgres = PostgresTarget(postgres_url)
+        postgres_version = postgres.answers()
+        if postgres_version is None:
+            reason = f"{postgres.url} does not answer ({postgres.error})"
+            skipped[name] = reason
+            console.print(f"[yellow]skipping PostgreSQL[/]: {reason}")
+            continue
+        chosen.append(postgres)
+    return chosen, postgres_version, skipped
+
+
+def finish_targets(chosen: list[Target], console: Any) -> None:
+    for target in chosen:
+        try:
+            target.finish()
+        except Exception as error:
+            console.print(f"[yellow]could not clean up {target.name}: {error}")
+
+
+def record_code_versions(results: dict[str, Any], fingerprints: list[str], console: Any) -> None:
+    """Note in `results` which code was measured, and warn if it changed during the run."""
+    fingerprints.append(code_fingerprint())
+    results["code_fingerprints"] = sorted(set(fingerprints), key=fingerprints.index)
+    results["code_changed_during_run"] = len(set(fingerprints)) > 1
+    if results["code_changed_during_run"]:
+        console.print(
+            "[yellow]warning[/]: Cohub's code (hub/, connectors/) changed while the benchmark "
+            "ran; these figures mix versions. Run it again on a quiet tree."
+        )
+    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["environment_at_end"] = git_facts()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_baseline"]:
@@ -811,21 +930,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lines", type=int, default=1_000_000, help="pay lines in the export")
     parser.add_argument("--seed", type=int, default=42, help="seed of the generator")
     parser.add_argument("--runs", type=int, default=3, help="runs per contender (median)")
-    parser.add_argument(
-        "--targets", default=",".join(TARGETS), help="comma-separated: sqlite,postgresql"
-    )
-    parser.add_argument(
-        "--postgres-url",
-        default=os.environ.get("COHUB_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
-        help="PostgreSQL URL (default: $COHUB_BENCH_POSTGRES_URL or %(default)s)",
-    )
-    parser.add_argument(
-        "--workdir", type=Path, default=DEFAULT_WORKDIR, help="generated files and run folders"
-    )
-    parser.add_argument(
-        "--batch-size", type=int, default=5000, help="route batch_size and baseline batch"
-    )
-    parser.add_argument("--output", type=Path, help="JSON results file (default: bench/results/)")
+    add_common_arguments(parser, DEFAULT_WORKDIR)
     parser.add_argument(
         "--profile",
         action="store_true",
@@ -833,47 +938,19 @@ def main(argv: list[str] | None = None) -> int:
         "(not counted) and print the top functions",
     )
     args = parser.parse_args(argv)
-    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
-    unknown = sorted(set(targets) - set(TARGETS))
-    if unknown or not targets:
-        parser.error(
-            f"unknown target {unknown[0] if unknown else '(none)'}; known: sqlite,postgresql"
-        )
+    targets = parse_targets(parser, args.targets)
     if args.lines < 1 or args.runs < 1 or args.batch_size < 1:
         parser.error("--lines, --runs and --batch-size must be at least 1")
 
-    from rich.console import Console
     from rich.table import Table
 
-    # Wide enough for the table when the output goes to a file or a pipe.
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+    console = make_console()
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    export = export_path(workdir, args.lines, args.seed)
-    meta = generate_export(export, args.lines, args.seed)
-    console.print(
-        f"export: {export} ({meta['bytes'] / 2**20:.1f} MiB, {args.lines:,} lines, seed "
-        f"{args.seed}, {meta['pay_runs']} pay runs, {EMPLOYEES:,} employees; "
-        f"ready in {time.perf_counter() - started:.1f}s)"
-    )
-
-    chosen: list[Target] = []
-    postgres_version = None
-    skipped: dict[str, str] = {}
-    for name in targets:
-        if name == "sqlite":
-            chosen.append(SqliteTarget(workdir))
-            continue
-        postgres = PostgresTarget(args.postgres_url)
-        postgres_version = postgres.answers()
-        if postgres_version is None:
-            reason = f"{postgres.url} does not answer ({postgres.error})"
-            skipped[name] = reason
-            console.print(f"[yellow]skipping PostgreSQL[/]: {reason}")
-            continue
-        chosen.append(postgres)
+    export, meta = prepare_export(workdir, args.lines, args.seed, console, started)
+    chosen, postgres_version, skipped = choose_targets(targets, args.postgres_url, workdir, console)
 
     results: dict[str, Any] = {
         "benchmark": "sync_throughput",
@@ -931,11 +1008,7 @@ def main(argv: list[str] | None = None) -> int:
                 target.check(args.lines, meta["total_cents"], COHUB)
                 print_profile(profile, console)
     finally:
-        for target in chosen:
-            try:
-                target.finish()
-            except Exception as error:
-                console.print(f"[yellow]could not clean up {target.name}: {error}")
+        finish_targets(chosen, console)
 
     table = Table(title=f"Sync throughput, {args.lines:,} lines, median of {args.runs}")
     for column in (
@@ -966,16 +1039,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, reason in skipped.items():
         console.print(f"[yellow]{name} skipped[/]: {reason}")
 
-    fingerprints.append(code_fingerprint())
-    results["code_fingerprints"] = sorted(set(fingerprints), key=fingerprints.index)
-    results["code_changed_during_run"] = len(set(fingerprints)) > 1
-    if results["code_changed_during_run"]:
-        console.print(
-            "[yellow]warning[/]: Cohub's code (hub/, connectors/) changed while the benchmark "
-            "ran; these figures mix versions. Run it again on a quiet tree."
-        )
-    results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    results["environment_at_end"] = git_facts()
+    record_code_versions(results, fingerprints, console)
     output = args.output or RESULTS_DIR / (
         f"sync_throughput-{datetime.now().strftime('%Y-%m-%dT%H%M%S')}-{args.lines}.json"
     )

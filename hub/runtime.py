@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import ConfigError, Issues, PluginSettings, read_toml
 from hub.plugins import PluginHost
-from hub.sdk.http import close_sessions
 from hub.store.database import create_engine, default_url
 from hub.vault import MASTER_KEY_ENV, Vault, VaultResolver, load_keys
 
@@ -69,5 +69,7 @@ class Runtime:
 
     async def close(self) -> None:
         """Release the database pool and the worker's shared HTTP session."""
-        await close_sessions()
+        http = sys.modules.get("hub.sdk.http")
+        if http is not None:  # only if a connector used it
+            await http.close_sessions()
         await self.engine.dispose()

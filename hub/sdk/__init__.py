@@ -13,10 +13,12 @@ A plugin module looks like::
         register(MyConnector)
 """
 
+import importlib
+from types import ModuleType
+
 from hub.hookspecs import hookimpl
 from hub.model import ACCOUNT_LAYOUTS, RECORD_TYPES, AccountCode, AccountLayout, Record, record_type
 from hub.model.base import Money, Pii, field_types, nested_struct
-from hub.sdk import http
 from hub.sdk.connector import (
     Batch,
     ConnectionContext,
@@ -76,3 +78,11 @@ __all__ = [
     "nested_struct",
     "record_type",
 ]
+
+
+def __getattr__(name: str) -> ModuleType:
+    """`sdk.http` loads on first use: aiohttp costs start-up time and memory that connectors
+    reading files or databases never need."""
+    if name == "http":
+        return importlib.import_module("hub.sdk.http")
+    raise AttributeError(f"module 'hub.sdk' has no attribute {name!r}")
