@@ -247,7 +247,8 @@ class Mapping:
         ]
         account = index.get(self.profile.account_column or "")
         constants = dict(self.profile.constants)
-        parse_account = self.layout.parse
+        # Districts charge a few hundred account codes over and over: parse each once.
+        parse_account = _memoized(self.layout.parse)
         has_updated = "updated_at" in self.profile.columns
         width = len(header)
 
@@ -256,10 +257,9 @@ class Mapping:
         ) -> tuple[list[sdk.Record], list[sdk.Reject]]:
             mapped: list[dict[str, Any]] = []
             sources: list[list[str]] = []
-            positions: list[str] = []
+            lines: list[int] = []
             early: list[sdk.Reject] = []
-            for offset, row in enumerate(rows):
-                position = f"{file_name}:{first_line + offset}"
+            for line, row in enumerate(rows, first_line):
                 try:
                     if len(row) != width:
                         raise ValueError(f"has {len(row)} columns, the header has {width}")
@@ -275,7 +275,7 @@ class Mapping:
                 except (ValueError, InvalidOperation) as error:
                     early.append(
                         sdk.Reject(
-                            position=position,
+                            position=f"{file_name}:{line}",
                             reason=str(error),
                             raw=dict(zip(header, row, strict=False)),
                         )
@@ -283,13 +283,15 @@ class Mapping:
                     continue
                 mapped.append(out)
                 sources.append(row)
-                positions.append(position)
+                lines.append(line)
             if not mapped:
                 return [], early
             records, failures = sdk.convert_rows(self.record, mapped)
             for index, reason in failures:
                 raw = dict(zip(header, sources[index], strict=False))
-                early.append(sdk.Reject(position=positions[index], reason=reason, raw=raw))
+                early.append(
+                    sdk.Reject(position=f"{file_name}:{lines[index]}", reason=reason, raw=raw)
+                )
             return records, early
 
         return build
