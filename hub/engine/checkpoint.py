@@ -114,19 +114,24 @@ async def commit_batch(
                 dead_letters.insert(),
                 [_dead_letter(r, run_id, route, member, stream, now) for r in fresh],
             )
-        await conn.execute(
-            runs.update()
-            .where(runs.c.id == run_id)
-            .values(
-                records_read=counts.read,
-                records_written=counts.written,
-                records_rejected=counts.rejected,
-                batches=counts.batches,
-                retries=counts.retried,
-                state_after=state,
-            )
-        )
+        await save_counts(conn, run_id, counts, state_after=state)
         return bool(await conn.scalar(select(runs.c.cancel_requested).where(runs.c.id == run_id)))
+
+
+async def save_counts(conn: AsyncConnection, run_id: int, counts: RunCounts, **extra: Any) -> None:
+    """Store a run's running totals (and any other run columns in `extra`)."""
+    await conn.execute(
+        runs.update()
+        .where(runs.c.id == run_id)
+        .values(
+            records_read=counts.read,
+            records_written=counts.written,
+            records_rejected=counts.rejected,
+            batches=counts.batches,
+            retries=counts.retried,
+            **extra,
+        )
+    )
 
 
 async def _not_yet_dead_lettered(

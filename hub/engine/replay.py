@@ -17,6 +17,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.engine.checkpoint import save_counts
 from hub.engine.connections import open_connector
 from hub.engine.run import ConnectionFailed, Run, RunSummary, claim, finish
 from hub.metering import record_usage
@@ -26,7 +27,7 @@ from hub.redaction import redact_text
 from hub.sdk.connector import Connector
 from hub.sdk.lifecycle import RunCounts, UsageQuantity
 from hub.store.database import writing
-from hub.store.tables import dead_letters, runs
+from hub.store.tables import dead_letters
 
 
 class ReplayOutcome(msgspec.Struct, kw_only=True):
@@ -151,13 +152,4 @@ async def _commit(
             await conn.execute(
                 dead_letters.update().where(dead_letters.c.id == letter_id).values(reason=reason)
             )
-        await conn.execute(
-            runs.update()
-            .where(runs.c.id == run_id)
-            .values(
-                records_read=counts.read,
-                records_written=counts.written,
-                records_rejected=counts.rejected,
-                batches=counts.batches,
-            )
-        )
+        await save_counts(conn, run_id, counts)
