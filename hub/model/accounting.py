@@ -18,7 +18,7 @@ import msgspec
 from hub.model.base import Money, Record
 
 
-class AccountCode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class AccountCode(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     """An account code as written (`code`) and split into NCES dimensions."""
 
     code: str

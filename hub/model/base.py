@@ -21,11 +21,15 @@ Pii = msgspec.Meta(extra={PII_MARK: True})
 Money = Annotated[Decimal, msgspec.Meta(description="amount in US dollars, decimal")]
 
 
-class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, gc=False):
     """A canonical, versioned record of one domain.
 
     Subclasses set `record_name` (``domain.kind``), `version` and `key_fields`; the key is what
     destinations upsert by, together with the member, so a re-delivered record never duplicates.
+
+    Records are not tracked by the cycle collector (``gc=False``): they hold only values, never
+    references back to themselves, and a sync keeps hundreds of thousands of them in flight,
+    which otherwise cost a sixth of a run in collector passes.
     """
 
     record_name: ClassVar[str] = ""
