@@ -54,8 +54,12 @@ async def test_upgrading_twice_changes_nothing(database_url):
     engine = create_engine(database_url)
     await migrate.upgrade(engine)
     await migrate.upgrade(engine)
-    assert await migrate.current_revision(engine) == "0002"
+    assert await migrate.current_revision(engine) == migrate.HEAD
     await engine.dispose()
+
+
+def test_the_head_the_hub_checks_against_is_alembics_head():
+    assert migrate.HEAD == migrate.head_revision() == "0002"
 
 
 async def test_money_and_time_read_back_exactly_as_written(database_url):

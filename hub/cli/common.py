@@ -31,7 +31,7 @@ class UsageError(Exception):
 async def ensure_schema(runtime: Runtime) -> None:
     """Upgrade the embedded SQLite store on first use; PostgreSQL is upgraded deliberately."""
     current = await migrate.current_revision(runtime.engine)
-    head = migrate.head_revision()
+    head = migrate.HEAD
     if current == head:
         return
     if is_sqlite(runtime.engine):
