@@ -9,6 +9,7 @@ Any SQLAlchemy URL works; the password comes from the connection's ``password`` 
 
 from __future__ import annotations
 
+import asyncio
 import typing
 from collections.abc import Callable
 from datetime import UTC, date, datetime
@@ -52,20 +53,23 @@ class SqlTableOptions(sdk.Options, kw_only=True):
 
 
 class Column_(msgspec.Struct, frozen=True):
-    """One destination column: its name and SQL type."""
+    """One destination column: its name, SQL type and the attribute path to its value in the
+    record (``("account", "fund")`` for ``account_fund``)."""
 
     name: str
     type: Any
+    path: tuple[str, ...]
 
 
-Flatten = Callable[[Any], list[Any]]
+#: A record turned into its row: ``row(record, member, generation)``.
+RowFunction = Callable[[Any, Any, Any], tuple[Any, ...]]
 
 
 class StreamTable:
     """A stream's destination table, and what writing a batch to it fast takes: records turned
-    into positional rows with C-level struct access, values adapted by each column type's own
-    bind processor, and one pre-compiled upsert run as a single executemany (or, on PostgreSQL,
-    COPY into a staging table and one INSERT … SELECT)."""
+    into positional rows by a function generated for the record type and the dialect, values
+    adapted by each column type's own bind processor, and one pre-compiled upsert run as a
+    single executemany (or, on PostgreSQL, COPY into a staging table and one INSERT … SELECT)."""
 
     def __init__(self, name: str, record: type[sdk.Record], schema: str | None = None) -> None:
         self.columns = record_columns(record)
@@ -80,8 +84,8 @@ class StreamTable:
             Column(DELETED_AT, UtcDateTime()),
         )
         self.names = [c.name for c in self.table.columns]
-        self._flatten = _flattener(record)
-        self._compiled: dict[str, tuple[str, list[tuple[int, Callable[[Any], Any]]]]] = {}
+        self._compiled: dict[str, tuple[str, Processors]] = {}
+        self._row: dict[str, RowFunction] = {}
         self._staging: tuple[str, str, str] | None = None
 
     def rows(
@@ -89,14 +93,13 @@ class StreamTable:
     ) -> list[tuple[Any, ...]]:
         """Positional rows in column order, values adapted for `dialect`."""
         _, processors = self.compiled(dialect)
-        flatten = self._flatten
-        rows = []
-        for record in records:
-            row = [member, record.key, *flatten(record), generation, None]
-            for index, process in processors:
-                row[index] = process(row[index])
-            rows.append(tuple(row))
-        return rows
+        if dialect.name not in self._row:
+            self._row[dialect.name] = _row_function(self.columns, processors)
+        row = self._row[dialect.name]
+        # The bookkeeping values are the same for the whole batch: adapt them once.
+        member = processors.get(0, _same)(member)
+        generation = processors.get(len(self.names) - 2, _same)(generation)
+        return [row(record, member, generation) for record in records]
 
     def staging(self, dialect: Dialect) -> tuple[str, str, str]:
         """PostgreSQL's staging table name, its CREATE and the INSERT … SELECT that upserts from
@@ -129,7 +132,7 @@ class StreamTable:
             self._staging = (stage.name, create, str(merge.compile(dialect=dialect)))
         return self._staging
 
-    def compiled(self, dialect: Dialect) -> tuple[str, list[tuple[int, Callable[[Any], Any]]]]:
+    def compiled(self, dialect: Dialect) -> tuple[str, Processors]:
         """The upsert as the driver's SQL, and the per-column bind processors, for `dialect`."""
         if dialect.name not in self._compiled:
             statement = upsert(
@@ -141,47 +144,64 @@ class StreamTable:
                 raise RuntimeError(
                     f"{dialect.name}: unexpected parameter order {compiled.positiontup}"
                 )
-            processors = []
+            processors = {}
             for index, column in enumerate(self.table.columns):
                 process = column.type.dialect_impl(dialect).bind_processor(dialect)
                 if process is not None:
-                    processors.append((index, process))
+                    processors[index] = process
             self._compiled[dialect.name] = (str(compiled), processors)
         return self._compiled[dialect.name]
 
 
-def _flattener(record: type[msgspec.Struct]) -> Flatten:
-    """A function giving a record's column values in order, nested structs spliced in."""
-    hints = typing.get_type_hints(record)
-    special: list[tuple[int, Callable[[Any], Any]]] = []
-    for index, field in enumerate(msgspec.structs.fields(record)):
-        hint = hints[field.name]
-        nested = sdk.nested_struct(hint)
-        if nested is not None:
-            special.append((index, _nested(_flattener(nested), len(record_columns(nested)))))
-        elif _sql_type(hint) is JSON_TYPE:
-            special.append((index, lambda value: (msgspec.to_builtins(value),)))
-    astuple = msgspec.structs.astuple
-    if not special:
-        return lambda value: list(astuple(value))
-
-    def flatten(value: Any) -> list[Any]:
-        values = astuple(value)
-        out: list[Any] = []
-        start = 0
-        for index, expand in special:
-            out.extend(values[start:index])
-            out.extend(expand(values[index]))
-            start = index + 1
-        out.extend(values[start:])
-        return out
-
-    return flatten
+#: Column index → the column type's bind processor for one dialect.
+Processors = dict[int, Callable[[Any], Any]]
 
 
-def _nested(flatten: Flatten, width: int) -> Callable[[Any], Any]:
-    empty = (None,) * width
-    return lambda value: empty if value is None else flatten(value)
+def _same(value: Any) -> Any:
+    return value
+
+
+def _row_function(columns: list[Column_], processors: Processors) -> RowFunction:
+    """``row(record, member, generation)`` for these columns, generated as straight-line code:
+    one attribute read per field, nested structs read once and guarded against None, each
+    processor called only where the dialect has one. Three times faster than flattening
+    ``astuple`` per record, and this runs for every record written."""
+    namespace: dict[str, Any] = {"to_builtins": msgspec.to_builtins}
+    lines: list[str] = []
+    nested: dict[tuple[str, ...], str] = {}
+
+    def holder(path: tuple[str, ...]) -> str:
+        """The local variable holding the struct at `path` (None if a parent is None)."""
+        if not path:
+            return "record"
+        if path not in nested:
+            parent = holder(path[:-1])
+            nested[path] = name = f"n{len(nested)}"
+            lines.append(f"    {name} = None if {parent} is None else {parent}.{path[-1]}")
+        return nested[path]
+
+    values = ["member", "record.key"]
+    for index, column in enumerate(columns, start=2):
+        for part in column.path:
+            if not part.isidentifier():
+                raise TypeError(f"column {column.name}: {part!r} is not an attribute name")
+        owner = holder(column.path[:-1])
+        value = f"{owner}.{column.path[-1]}"
+        if owner != "record":
+            value = f"(None if {owner} is None else {value})"
+        if column.type is JSON_TYPE:
+            value = f"to_builtins({value})"
+        if index in processors:
+            namespace[f"p{index}"] = processors[index]
+            value = f"p{index}({value})"
+        values.append(value)
+    namespace["deleted"] = processors.get(len(columns) + 3, _same)(None)
+    values += ["generation", "deleted"]
+    source = "\n".join(
+        ["def row(record, member, generation):", *lines, f"    return ({', '.join(values)},)"]
+    )
+    exec(source, namespace)
+    return namespace["row"]
 
 
 class SqlTableDestination(sdk.Connector[SqlTableOptions]):
@@ -196,6 +216,15 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
         super().__init__(*args, **kwargs)
         self._engine: AsyncEngine | None = None
         self._tables: dict[str, StreamTable] = {}
+        self._creating = asyncio.Lock()
+
+    @property
+    def concurrent_writes(self) -> int:  # type: ignore[override]
+        """Two batches at once on PostgreSQL: while the server merges one, the hub prepares and
+        copies the next. Each write is its own transaction on its own pooled connection, and
+        upserts keep the newer row whatever order they commit in. Elsewhere one at a time
+        (SQLite has a single writer, and the hub's own store may be the same file)."""
+        return 2 if self.engine.dialect.name == "postgresql" else 1
 
     @property
     def engine(self) -> AsyncEngine:
@@ -228,6 +257,10 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
         ]
 
     async def _table(self, stream: str, record: type[sdk.Record]) -> StreamTable:
+        async with self._creating:  # concurrent first writes create the table once
+            return await self._create(stream, record)
+
+    async def _create(self, stream: str, record: type[sdk.Record]) -> StreamTable:
         if stream not in self._tables:
             table = StreamTable(
                 f"{self.config.table_prefix}{stream}", record, self.config.schema_name
@@ -322,7 +355,7 @@ def _qualified(table: Table) -> str:
     return f'"{table.schema}"."{table.name}"' if table.schema else f'"{table.name}"'
 
 
-def record_columns(record: type[msgspec.Struct], prefix: str = "") -> list[Column_]:
+def record_columns(record: type[msgspec.Struct], path: tuple[str, ...] = ()) -> list[Column_]:
     """Destination columns for `record`, nested structs flattened with their field name."""
     hints = typing.get_type_hints(record)
     columns: list[Column_] = []
@@ -330,9 +363,10 @@ def record_columns(record: type[msgspec.Struct], prefix: str = "") -> list[Colum
         hint = hints[field.name]
         nested = sdk.nested_struct(hint)
         if nested is not None:
-            columns.extend(record_columns(nested, f"{prefix}{field.name}_"))
+            columns.extend(record_columns(nested, (*path, field.name)))
         else:
-            columns.append(Column_(f"{prefix}{field.name}", _sql_type(hint)))
+            name = "_".join((*path, field.name))
+            columns.append(Column_(name, _sql_type(hint), (*path, field.name)))
     return columns
 
 

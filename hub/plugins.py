@@ -13,11 +13,11 @@ import importlib.metadata
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import pluggy
@@ -28,6 +28,8 @@ from hub.sdk.connector import Connector
 from hub.sdk.extensions import Meter, Transform
 
 log = structlog.get_logger("hub.plugins")
+
+T = TypeVar("T")
 
 ENTRY_POINT_GROUP = "cohub"
 
@@ -268,11 +270,28 @@ class PluginHost:
             try:
                 result = impl.function(*(kwargs[arg] for arg in impl.argnames))
                 if inspect.isawaitable(result):
-                    await asyncio.wait_for(result, timeout)
-            except TimeoutError:
-                self.report(impl.plugin_name, hook, f"TimeoutError: took longer than {timeout:g} s")
+                    await within(result, timeout)
+            except TookTooLong as error:
+                self.report(impl.plugin_name, hook, f"TimeoutError: {error}")
             except Exception as error:
                 self.report(impl.plugin_name, hook, error)
+
+
+class TookTooLong(TimeoutError):
+    """A plugin's awaitable ran past its time limit."""
+
+
+async def within(awaitable: Awaitable[T], seconds: float | None) -> T:
+    """Await `awaitable` for at most `seconds`, else raise TookTooLong. Unlike asyncio.wait_for
+    before Python 3.12, a cancellation of the caller that arrives as the awaitable finishes is
+    never swallowed (a swallowed one once left a run's reader blocked forever)."""
+    try:
+        async with asyncio.timeout(seconds) as limit:
+            return await awaitable
+    except TimeoutError:
+        if limit.expired():
+            raise TookTooLong(f"took longer than {seconds:g} s") from None
+        raise
 
 
 def _import_file(name: str, path: Path) -> ModuleType:

@@ -10,14 +10,20 @@ import os
 import stat
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.hookspecs import hookimpl
 from hub.store.database import writing
 from hub.store.tables import vault_secrets
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
+
+# cryptography is imported where a key is used: it costs 7 MiB, and a hub without a master key
+# (and every command that does not touch secrets) never needs it.
 
 MASTER_KEY_ENV = "COHUB_MASTER_KEY"
 
@@ -28,6 +34,8 @@ class VaultError(Exception):
 
 def create_key_file(path: Path) -> None:
     """Write a new master key readable by its owner only; refuse to overwrite an existing one."""
+    from cryptography.fernet import Fernet
+
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as handle:
@@ -36,6 +44,8 @@ def create_key_file(path: Path) -> None:
 
 def load_keys(path: Path) -> MultiFernet:
     """The master keys from ``COHUB_MASTER_KEY`` or `path` (one key a line, newest first)."""
+    from cryptography.fernet import Fernet, MultiFernet
+
     text = os.environ.get(MASTER_KEY_ENV)
     origin = MASTER_KEY_ENV
     if text is None:
@@ -84,6 +94,8 @@ class Vault:
 
     async def unlock(self) -> dict[str, str]:
         """Every secret decrypted, for the resolver; a wrong key is a VaultError naming the secret."""
+        from cryptography.fernet import InvalidToken
+
         async with self.engine.connect() as conn:
             rows = (
                 await conn.execute(select(vault_secrets.c.name, vault_secrets.c.ciphertext))

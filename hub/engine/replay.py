@@ -24,7 +24,7 @@ from hub.metering import record_usage
 from hub.model import Record
 from hub.plugins import PluginHookError, PluginHost, describe
 from hub.redaction import redact_text
-from hub.sdk.connector import Connector
+from hub.sdk.connector import Batch, Connector
 from hub.sdk.lifecycle import RunCounts, UsageQuantity
 from hub.store.database import writing
 from hub.store.tables import dead_letters
@@ -94,7 +94,9 @@ async def _replay_route(
         run.counts.rejected = len(failing)
         if records:
             member = letters[0]["member"]
-            written, usage = await run.send(destination, records, {}, member)
+            written, usage = await run.send(
+                destination, Batch(records=records, state={}, member=member)
+            )
             run.counts.written = written
             run.counts.batches = 1
         else:

@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import os
 import socket
+from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from hub.engine.checkpoint import commit_batch, load_state, save_state
 from hub.engine.connections import ConnectionRow, RouteRow, load_route, open_connector
 from hub.metering import batch_fingerprint, measure
 from hub.model import Record
-from hub.plugins import PluginHookError, PluginHost, describe
+from hub.plugins import PluginHookError, PluginHost, TookTooLong, describe, within
 from hub.redaction import redact_text
 from hub.sdk.connector import Batch, Connector, State, WriteResult
 from hub.sdk.extensions import BatchContext
@@ -38,7 +39,7 @@ from hub.store.tables import runs
 log = structlog.get_logger("hub.engine")
 
 #: Batches read ahead of delivery: enough to keep the destination busy, bounded for memory.
-QUEUE_DEPTH = 2
+QUEUE_DEPTH = 1
 
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -90,6 +91,14 @@ class Start(msgspec.Struct, frozen=True):
 
 class _SourceFailed(msgspec.Struct):
     error: BaseException
+
+
+class Delivery(msgspec.Struct):
+    """A batch handed to the destination: its write in progress, and the state it began at."""
+
+    batch: Batch
+    state_before: State | None
+    write: asyncio.Task[tuple[int, list[UsageQuantity]]]
 
 
 async def run_route(
@@ -224,9 +233,9 @@ class Run:
     ) -> T:
         """Await a plugin call within the route's time limit and check what it returns."""
         try:
-            result = await asyncio.wait_for(awaitable, self.timeout)
-        except TimeoutError:
-            raise blame(TimeoutError(f"{what} took longer than {self.timeout:g} s")) from None
+            result = await within(awaitable, self.timeout)
+        except TookTooLong as error:
+            raise blame(TimeoutError(f"{what} {error}")) from None
         except Exception as error:
             raise blame(error) from error
         if not isinstance(result, expect):
@@ -268,36 +277,68 @@ class Run:
             else:
                 await queue.put(None)
 
+        limit = self._write_limit(destination)
         producer = asyncio.create_task(produce())
+        writing_now: deque[Delivery] = deque()
         state = self.start.state
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, _SourceFailed):
+                    # What was written before the failure keeps its checkpoints.
+                    await self._commit(writing_now, len(writing_now))
                     raise item.error
-                cancel = await self._deliver(destination, item, state)
+                write = asyncio.create_task(self.send(destination, item))
+                writing_now.append(Delivery(item, state, write))
                 state = item.state
-                if self.progress is not None:
-                    self.progress(route.name, self.counts)
-                if cancel or (self.stop is not None and self.stop.is_set()):
+                if await self._commit(writing_now, len(writing_now) - limit + 1):
+                    await self._commit(writing_now, len(writing_now))
                     return "cancelled"
-            return "succeeded"
+            cancel = await self._commit(writing_now, len(writing_now))
+            return "cancelled" if cancel else "succeeded"
         finally:
+            for delivery in writing_now:
+                delivery.write.cancel()
             if not producer.done():
                 producer.cancel()
-            await asyncio.gather(producer, return_exceptions=True)
+            await asyncio.gather(producer, *(d.write for d in writing_now), return_exceptions=True)
 
-    async def _deliver(
-        self, destination: Connector, batch: Batch, state_before: State | None
+    def _write_limit(self, destination: Connector) -> int:
+        limit = destination.concurrent_writes
+        if type(limit) is not int or limit < 1:
+            raise ConnectionFailed(
+                self.host,
+                self.route.destination,
+                "write",
+                ValueError(f"concurrent_writes is {limit!r}, not a positive integer"),
+            )
+        return limit
+
+    async def _commit(self, writing_now: deque[Delivery], count: int) -> bool:
+        """Wait for the oldest `count` writes in turn and commit each one's checkpoint; whether
+        the run was asked to stop."""
+        cancel = False
+        for _ in range(max(count, 0)):
+            delivery = writing_now[0]
+            written, usage = await delivery.write
+            writing_now.popleft()
+            cancel = await self._checkpoint(delivery, written, usage) or cancel
+            if self.progress is not None:
+                self.progress(self.route.name, self.counts)
+            cancel = cancel or (self.stop is not None and self.stop.is_set())
+        return cancel
+
+    async def _checkpoint(
+        self, delivery: Delivery, written: int, usage: list[UsageQuantity]
     ) -> bool:
-        """Send one batch and commit its checkpoint; whether the run was asked to stop."""
-        member = batch.member or self.route.member
-        written, usage = await self.send(destination, batch.records, batch.state, member)
+        """Commit a written batch's checkpoint, usage and dead letters; whether to stop."""
+        batch = delivery.batch
         counts = self.counts
         counts.read += len(batch.records) + len(batch.rejects)
         counts.written += written
         counts.rejected += len(batch.rejects)
         counts.batches += 1
         route = self.route
+        member = batch.member or route.member
         cancel = await commit_batch(
             self.engine,
             run_id=self.info.id,
@@ -310,7 +351,11 @@ class Run:
             counts=counts,
             usage=usage,
             fingerprint=batch_fingerprint(
-                route.name, route.source_stream, state_before, batch.state, self.start.generation
+                route.name,
+                route.source_stream,
+                delivery.state_before,
+                batch.state,
+                self.start.generation,
             ),
             rejects=batch.rejects,
         )
@@ -328,11 +373,12 @@ class Run:
         )
         return cancel
 
-    async def send(
-        self, destination: Connector, records: list[Record], state: State, member: str | None
-    ) -> tuple[int, list[UsageQuantity]]:
-        """Check, transform and write records, and measure their usage: (written, usage)."""
+    async def send(self, destination: Connector, batch: Batch) -> tuple[int, list[UsageQuantity]]:
+        """Check, transform and write a batch's records, and measure their usage:
+        (written, usage)."""
         route = self.route
+        records, state = batch.records, batch.state
+        member = batch.member or route.member
         kinds = {type(r) for r in records}
         if len(kinds) > 1 or any(not issubclass(k, Record) for k in kinds):
             names = ", ".join(sorted(k.__name__ for k in kinds))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import operator
 import types
 import typing
 from datetime import date, datetime
@@ -35,24 +34,19 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     record_name: ClassVar[str] = ""
     version: ClassVar[int] = 1
     key_fields: ClassVar[tuple[str, ...]] = ()
-    _key_values: ClassVar[Any] = None
 
     updated_at: datetime
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        # One C-level getter per record type: the key is computed for every record delivered.
-        cls._key_values = operator.attrgetter(*cls.key_fields) if cls.key_fields else None
+        # The key is computed for every record delivered: one f-string per record type is
+        # several times faster than joining the fields' str() at run time.
+        cls.key = property(_key_function(cls.__name__, cls.key_fields), doc=Record.key.__doc__)
 
     @property
     def key(self) -> str:
         """The stable key: the key fields joined with ``|``."""
-        if self._key_values is None:
-            return ""
-        values = self._key_values(self)
-        if len(self.key_fields) == 1:
-            return str(values)
-        return "|".join(map(str, values))
+        return ""
 
     @classmethod
     def pii_fields(cls) -> frozenset[str]:
@@ -71,6 +65,14 @@ class Record(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
             if "." not in name:
                 body["properties"][name][PII_MARK] = True
         return schema
+
+
+def _key_function(record: str, fields: tuple[str, ...]) -> Any:
+    """``lambda r: f"{r.a}|{r.b}"`` for `fields` (format(v, "") is str(v) for every field type)."""
+    for name in fields:
+        if not name.isidentifier():
+            raise TypeError(f"{record}.key_fields: {name!r} is not a field name")
+    return eval("lambda r: f'" + "|".join("{r." + name + "}" for name in fields) + "'")
 
 
 def field_types(hint: Any) -> set[Any]:

@@ -92,6 +92,11 @@ class Connector(Generic[OptionsT]):
     #: How far an incremental cursor reaches back for late updates (the route's
     #: `lookback_seconds`); cursor-based sources re-read that window, see `IncrementalCursor`.
     lookback: timedelta = timedelta(0)
+    #: How many batches `write` may be given at once. Above 1, the engine hands the next batch
+    #: over while the previous one is still being written (checkpoints still commit in order),
+    #: so the destination's own work overlaps the hub's. Only for destinations whose writes of
+    #: different batches may run side by side and land in any order.
+    concurrent_writes: int = 1
 
     def __init__(self, options: OptionsT, secrets: Mapping[str, str], context: ConnectionContext):
         self.config = options
