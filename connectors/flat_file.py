@@ -241,63 +241,94 @@ class Mapping:
             raise sdk.ConnectorConfigError(
                 f"{file_name}: missing column {missing[0]!r} (has: {', '.join(header)})"
             )
-        plan = [
-            (field, index[column], self.converters[field])
-            for field, column in self.profile.columns.items()
-        ]
-        account = index.get(self.profile.account_column or "")
-        constants = dict(self.profile.constants)
-        # Districts charge a few hundred account codes over and over: parse each once.
-        parse_account = _memoized(self.layout.parse)
-        has_updated = "updated_at" in self.profile.columns
-        width = len(header)
+        map_row = _row_mapper(
+            [
+                (field, index[column], self.converters[field])
+                for field, column in self.profile.columns.items()
+            ],
+            index.get(self.profile.account_column or ""),
+            # Districts charge a few hundred account codes over and over: parse each once.
+            _memoized(self.layout.parse),
+            dict(self.profile.constants),
+            None if "updated_at" in self.profile.columns else fallback_updated,
+            len(header),
+        )
+
+        def reject(line: int, row: list[str], reason: str) -> sdk.Reject:
+            return sdk.Reject(
+                position=f"{file_name}:{line}",
+                reason=reason,
+                raw=dict(zip(header, row, strict=False)),
+            )
 
         def build(
             rows: list[list[str]], first_line: int
         ) -> tuple[list[sdk.Record], list[sdk.Reject]]:
-            mapped: list[dict[str, Any]] = []
-            sources: list[list[str]] = []
-            lines: list[int] = []
             early: list[sdk.Reject] = []
-            for line, row in enumerate(rows, first_line):
-                try:
-                    if len(row) != width:
-                        raise ValueError(f"has {len(row)} columns, the header has {width}")
-                    out = dict(constants)
-                    for field, column, convert in plan:
-                        text = row[column].strip()
-                        if text:
-                            out[field] = convert(text) if convert else text
-                    if account is not None:
-                        out["account"] = parse_account(row[account])
-                    if not has_updated:
-                        out["updated_at"] = fallback_updated
-                except (ValueError, InvalidOperation) as error:
-                    early.append(
-                        sdk.Reject(
-                            position=f"{file_name}:{line}",
-                            reason=str(error),
-                            raw=dict(zip(header, row, strict=False)),
-                        )
-                    )
-                    continue
-                mapped.append(out)
-                sources.append(row)
-                lines.append(line)
+            try:
+                mapped = [map_row(row) for row in rows]
+                kept = range(len(rows))
+            except (ValueError, InvalidOperation):
+                # Some row does not map: go again row by row, setting the bad ones aside.
+                mapped, kept = [], []
+                for number, row in enumerate(rows):
+                    try:
+                        mapped.append(map_row(row))
+                    except (ValueError, InvalidOperation) as error:
+                        early.append(reject(first_line + number, row, str(error)))
+                    else:
+                        kept.append(number)
             if not mapped:
                 return [], early
             records, failures = sdk.convert_rows(self.record, mapped)
-            for index, reason in failures:
-                raw = dict(zip(header, sources[index], strict=False))
-                early.append(
-                    sdk.Reject(position=f"{file_name}:{lines[index]}", reason=reason, raw=raw)
-                )
+            for position, reason in failures:
+                number = kept[position]
+                early.append(reject(first_line + number, rows[number], reason))
             return records, early
 
         return build
 
 
 ISO_DATE = "%Y-%m-%d"
+
+
+def _row_mapper(
+    plan: list[tuple[str, int, Converter | None]],
+    account: int | None,
+    parse_account: Callable[[str], Any],
+    constants: dict[str, str],
+    fallback_updated: datetime | None,
+    width: int,
+) -> Callable[[list[str]], dict[str, Any]]:
+    """``map_row(row)``: a file row as the dict of record fields msgspec validates, generated
+    as straight-line code (one block per mapped column, each converter called directly), which
+    is about a third faster than looping over the plan for every row. An empty cell is left
+    out, so the field takes its default or is reported missing."""
+    namespace: dict[str, Any] = {
+        "constants": constants,
+        "parse_account": parse_account,
+        "fallback_updated": fallback_updated,
+    }
+    lines = [
+        "def map_row(row):",
+        f"    if len(row) != {width}:",
+        f"        raise ValueError(f'has {{len(row)}} columns, the header has {width}')",
+        "    out = dict(constants)" if constants else "    out = {}",
+    ]
+    for number, (field, column, convert) in enumerate(plan):
+        lines.append(f"    text = row[{column}].strip()")
+        if convert is None:
+            lines.append(f"    if text: out[{field!r}] = text")
+        else:
+            namespace[f"convert{number}"] = convert
+            lines.append(f"    if text: out[{field!r}] = convert{number}(text)")
+    if account is not None:
+        lines.append(f"    out['account'] = parse_account(row[{account}])")
+    if fallback_updated is not None:
+        lines.append("    out['updated_at'] = fallback_updated")
+    lines.append("    return out")
+    exec("\n".join(lines), namespace)
+    return namespace["map_row"]
 
 
 def _memoized(convert: Converter, limit: int = 4096) -> Converter:
