@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.config import HubConfig
 from hub.store.database import writing
-from hub.store.tables import connections, members, routes, services
+from hub.store.tables import connections, cooperative, members, routes, services
 
 
 class Change(msgspec.Struct, frozen=True, kw_only=True):
@@ -35,6 +35,7 @@ def desired_rows(config: HubConfig) -> list[tuple[str, Table, str, dict[str, dic
     """(kind, table, key column, rows by key) in dependency order."""
     as_row = msgspec.structs.asdict
     return [
+        ("cooperative", cooperative, "code", {config.cooperative.code: as_row(config.cooperative)}),
         ("member", members, "code", {k: as_row(v) for k, v in config.members.items()}),
         ("service", services, "code", {k: as_row(v) for k, v in config.services.items()}),
         (

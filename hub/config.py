@@ -17,6 +17,8 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+from hub.billing.periods import FiscalCalendar, PeriodError
+
 CODE = r"^[a-z0-9][a-z0-9_-]*$"
 SECRET_REFERENCE = re.compile(r"^(?P<scheme>env|vault):(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)$")
 
@@ -194,6 +196,18 @@ def _locate(data: Any, segments: list[str], leaf: str | None, *, missing: bool) 
     return names
 
 
+def _check_calendar(cooperative: Cooperative, file: Path, issues: Issues) -> None:
+    """The time zone and fiscal year start must be ones billing periods can be computed in."""
+    for key, timezone, start in (
+        ("timezone", cooperative.timezone, "07-01"),
+        ("fiscal_year_start", "UTC", cooperative.fiscal_year_start),
+    ):
+        try:
+            FiscalCalendar(timezone, start)
+        except PeriodError as error:
+            issues.add(file, f"cooperative.{key}", str(error))
+
+
 class Issues:
     """Gathers issues so one pass reports every mistake, not only the first."""
 
@@ -258,6 +272,8 @@ def load_config(directory: str | Path) -> HubConfig:
     cooperative = None
     if "cooperative" in coop:
         cooperative = issues.convert(coop["cooperative"], Cooperative, coop_file, "cooperative")
+        if cooperative is not None:
+            _check_calendar(cooperative, coop_file, issues)
     elif coop_file.exists():
         issues.add(coop_file, "cooperative", "missing required table")
     members = issues.table(coop, "members", Member, coop_file)

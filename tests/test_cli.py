@@ -86,12 +86,12 @@ def test_demo_twice_writes_no_duplicate_rows_and_no_duplicate_usage(tmp_path):
     second = cohub("demo", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
 
-    usage = cohub("usage", cwd=tmp_path).stdout
-    rows = [line.split("│")[1:-1] for line in usage.splitlines() if "records_synced" in line]
-    assert [[cell.strip() for cell in row] for row in rows] == [
-        ["eastview", "cbo-payroll", "records_synced", "51"],
-        ["harbor-falls", "cbo-payroll", "records_synced", "42"],
-        ["millbrook", "cbo-payroll", "records_synced", "39"],
+    usage = cohub("usage", "--meter", "records_synced", "--format", "csv", cwd=tmp_path).stdout
+    assert usage.splitlines() == [
+        "member,service,meter,quantity,unit,aggregation",
+        "eastview,cbo-payroll,records_synced,51,record,sum",
+        "harbor-falls,cbo-payroll,records_synced,42,record,sum",
+        "millbrook,cbo-payroll,records_synced,39,record,sum",
     ]
     import sqlite3
 
@@ -123,7 +123,8 @@ def test_apply_dry_run_prints_the_diff_and_changes_nothing(tmp_path):
 
     assert result.returncode == 0
     assert "+ member eastview" in result.stdout
-    assert "would apply 11 change(s)" in result.stdout
+    assert "+ cooperative northern-rivers" in result.stdout
+    assert "would apply 12 change(s)" in result.stdout
     assert (
         "no changes" not in cohub("apply", "--dry-run", str(REPO / "config"), cwd=tmp_path).stdout
     )

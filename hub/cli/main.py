@@ -13,11 +13,10 @@ from pathlib import Path
 
 import msgspec
 from rich.table import Table
-from sqlalchemy import func, select
 
 from hub import logs
 from hub.apply import apply
-from hub.cli import deadletters, state
+from hub.cli import billing, deadletters, state, usage
 from hub.cli.common import UsageError, ensure_schema, err, escape, out
 from hub.cli.deadletters import cmd_deadletters
 from hub.cli.runs import cmd_runs, cmd_sync, print_runs, sync_routes
@@ -29,13 +28,13 @@ from hub.engine.connections import (
     route_names,
     stored_connections,
 )
+from hub.metering import usage_totals
 from hub.model import RECORD_TYPES, record_type
 from hub.plugins import PluginHost, describe
 from hub.redaction import redact_text
 from hub.runtime import CONFIG_ENV, Runtime, home_dir, key_file
 from hub.sdk.lifecycle import RunCounts
 from hub.store import migrate
-from hub.store.tables import usage_events
 from hub.vault import Vault, VaultError, create_key_file, load_keys
 
 BUNDLED_CONFIG = Path(__file__).resolve().parents[2] / "config"
@@ -56,33 +55,6 @@ def load_checked(directory: Path, runtime: Runtime):  # type: ignore[no-untyped-
     config = load_config(directory)
     check_against_plugins(config, runtime.plugins.connectors(), runtime.plugins.transforms())
     return config
-
-
-async def print_usage(
-    runtime: Runtime, member: str | None = None, service: str | None = None
-) -> None:
-    query = (
-        select(
-            usage_events.c.member,
-            usage_events.c.service,
-            usage_events.c.meter,
-            func.sum(usage_events.c.quantity),
-        )
-        .group_by(usage_events.c.member, usage_events.c.service, usage_events.c.meter)
-        .order_by(usage_events.c.member, usage_events.c.service, usage_events.c.meter)
-    )
-    if member:
-        query = query.where(usage_events.c.member == member)
-    if service:
-        query = query.where(usage_events.c.service == service)
-    async with runtime.engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-    table = Table(title="Usage (ledger totals)")
-    for column in ("member", "service", "meter", "quantity"):
-        table.add_column(column, justify="right" if column == "quantity" else "left")
-    for row in rows:
-        table.add_row(row[0], row[1], row[2], f"{row[3].normalize():,f}")
-    out.print(table)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -213,12 +185,6 @@ async def cmd_schema(args: argparse.Namespace, runtime: Runtime) -> int:
     return 0
 
 
-async def cmd_usage(args: argparse.Namespace, runtime: Runtime) -> int:
-    await ensure_schema(runtime)
-    await print_usage(runtime, args.member, args.service)
-    return 0
-
-
 async def cmd_secrets(args: argparse.Namespace, runtime: Runtime) -> int:
     await ensure_schema(runtime)
     value = sys.stdin.readline().rstrip("\n")
@@ -261,7 +227,8 @@ async def cmd_demo(args: argparse.Namespace, runtime: Runtime) -> int:
         name = config.members[code].name if code in config.members else "-"
         table.add_row(code, name, f"{totals.read:,}", f"{totals.written:,}", f"{totals.rejected:,}")
     out.print(table)
-    await print_usage(runtime)
+    async with runtime.engine.connect() as conn:
+        usage.print_totals(await usage_totals(conn, runtime.plugins.meters()))
     return 0 if all(s.status == "succeeded" for s in summaries) else 1
 
 
@@ -353,9 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     deadletters.add_arguments(
         command("deadletters", cmd_deadletters, "records that failed: list, show, replay, discard")
     )
-    usage = command("usage", cmd_usage, "usage ledger totals per member, service and meter")
-    usage.add_argument("--member")
-    usage.add_argument("--service")
+    usage.add_arguments(
+        command("usage", usage.cmd_usage, "the usage ledger: show totals, post metered usage")
+    )
+    billing.add_arguments(
+        command("billing", billing.cmd_billing, "billing periods: close PERIOD, periods")
+    )
     secrets = command("secrets", cmd_secrets, "store a vault secret read from standard input")
     secrets.add_argument("action", choices=["set"])
     secrets.add_argument("name")

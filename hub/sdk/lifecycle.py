@@ -47,6 +47,8 @@ class UsageQuantity(msgspec.Struct, frozen=True, kw_only=True):
     meter: str
     member: str
     quantity: Decimal
+    #: What a unique-count or per-subject meter counted ("" for a plain quantity).
+    subject: str = ""
 
 
 class CommittedBatch(msgspec.Struct, frozen=True, kw_only=True):

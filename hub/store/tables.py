@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -176,8 +177,53 @@ usage_events = Table(
     Column("occurred_at", UtcDateTime(), nullable=False),
     Column("route", String(64)),
     Column("run_id", Id),
+    # What a unique-count or per-subject meter counts (an employee, a supplier's contract).
+    Column("subject", String(200), nullable=False, server_default=""),
+    # The cooperative's local day, and the month the event is billed in: its own month, or the
+    # next open one when its own was closed, with the closed month in `adjusts`.
+    Column("day", Date, nullable=False),
+    Column("period", String(7), nullable=False),
+    Column("adjusts", String(7), nullable=False, server_default=""),
     UniqueConstraint("idempotency_key"),
     Index("ix_usage_events_member_service_meter", "member", "service", "meter"),
+)
+
+# Usage per member, service, meter, day and subject, kept current in the transaction that appends
+# the events, so a fiscal year of tens of millions of events reports from a few thousand rows.
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("member", String(64), primary_key=True),
+    Column("service", String(64), primary_key=True),
+    Column("meter", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("subject", String(200), primary_key=True),
+    Column("period", String(7), primary_key=True),
+    Column("adjusts", String(7), primary_key=True),
+    Column("quantity", Quantity, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("maximum", Quantity, nullable=False),
+    Index("ix_usage_daily_period_member", "period", "member"),
+)
+
+# Months frozen by `cohub billing close`: usage for them is billed in the next open month.
+closed_months = Table(
+    "closed_months",
+    metadata,
+    Column("month", String(7), primary_key=True),
+    Column("closed_as", String(20), nullable=False),
+    Column("closed_at", UtcDateTime(), nullable=False),
+    Column("closed_by", String(200), nullable=False),
+)
+
+# The cooperative's own settings that the engine needs without the configuration folder.
+cooperative = Table(
+    "cooperative",
+    metadata,
+    Column("code", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("fiscal_year_start", String(5), nullable=False),
 )
 
 # Secrets referenced as vault:NAME, Fernet-encrypted under the master key.

@@ -1,0 +1,1 @@
+"""Billing: periods, cost pools, allocation and pricing methods, statements."""
