@@ -18,6 +18,7 @@ from typing import Any, Literal, TypeVar
 import msgspec
 
 from hub.billing.periods import FiscalCalendar, PeriodError
+from hub.billing.plans import BillingPlans, plan_problems
 
 CODE = r"^[a-z0-9][a-z0-9_-]*$"
 SECRET_REFERENCE = re.compile(r"^(?P<scheme>env|vault):(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)$")
@@ -102,6 +103,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     plugins: PluginSettings
     connections: dict[str, Connection]
     routes: dict[str, Route]
+    billing: BillingPlans = msgspec.field(default_factory=BillingPlans)
 
     def plugin_dirs(self) -> list[Path]:
         """Plugin folders, relative ones resolved against the configuration folder."""
@@ -332,7 +334,16 @@ def load_config(directory: str | Path) -> HubConfig:
         if route.call_timeout_seconds <= 0:
             issues.add(routes_file, f"{key}.call_timeout_seconds", "must be more than 0")
 
-    if issues.issues or cooperative is None or plugins is None:
+    billing_file = root / "billing.toml"
+    billing: BillingPlans | None = BillingPlans()
+    if billing_file.exists():
+        billing = issues.convert(
+            read_toml(billing_file, issues) or {}, BillingPlans, billing_file, ""
+        )
+        for key, reason in plan_problems(billing or BillingPlans(), member_names, service_names):
+            issues.add(billing_file, key, reason)
+
+    if issues.issues or cooperative is None or plugins is None or billing is None:
         raise ConfigError(issues.issues)
     return HubConfig(
         directory=str(root.resolve()),
@@ -342,6 +353,7 @@ def load_config(directory: str | Path) -> HubConfig:
         plugins=plugins,
         connections=connections,
         routes=routes,
+        billing=billing,
     )
 
 

@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import String, distinct, func, literal, select
+from sqlalchemy import String, and_, distinct, func, literal, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -246,11 +246,16 @@ async def usage_totals(
     first_day: date | None = None,
     last_day: date | None = None,
     periods: Sequence[str] | None = None,
+    usage_of: str | None = None,
+    billed_through: str | None = None,
     by: Buckets = "total",
 ) -> list[UsageTotal]:
     """Usage from the daily rollups, each meter aggregated its own way: a sum, a count of
     events, the largest value, or the number of distinct subjects (counted over the whole
-    bucket, not added up day by day)."""
+    bucket, not added up day by day).
+
+    `usage_of` (a month) with `billed_through` (a later or the same month) is what billing asks:
+    the month's own usage plus the late usage for it billed up to `billed_through`."""
     daily = usage_daily.c
     if by == "day":
         bucket: Any = func.cast(daily.day, String)
@@ -287,6 +292,13 @@ async def usage_totals(
         query = query.where(daily.day <= last_day)
     if periods is not None:
         query = query.where(daily.period.in_(list(periods)))
+    if usage_of is not None:
+        query = query.where(
+            or_(
+                and_(daily.period == usage_of, daily.adjusts == ""),
+                and_(daily.adjusts == usage_of, daily.period <= (billed_through or usage_of)),
+            )
+        )
     totals = []
     for row in (await conn.execute(query)).all():
         declared = meters.get(row.meter)

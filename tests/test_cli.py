@@ -124,7 +124,7 @@ def test_apply_dry_run_prints_the_diff_and_changes_nothing(tmp_path):
     assert result.returncode == 0
     assert "+ member eastview" in result.stdout
     assert "+ cooperative northern-rivers" in result.stdout
-    assert "would apply 12 change(s)" in result.stdout
+    assert "would apply 13 change(s)" in result.stdout
     assert (
         "no changes" not in cohub("apply", "--dry-run", str(REPO / "config"), cwd=tmp_path).stdout
     )

@@ -271,7 +271,7 @@ async def test_apply_is_idempotent_and_dry_run_shows_the_diff_without_changing_a
 ):
     config = load_config(config_dir)
     first = await apply(runtime.engine, config)
-    assert len(first) == 12  # the cooperative, 3 members, 1 service, 4 connections, 3 routes
+    assert len(first) == 13  # the cooperative, 3 members, 2 services, 4 connections, 3 routes
     assert await apply(runtime.engine, config) == []
 
     edit(config_dir / "cooperative.toml", "enrollment = 2140", "enrollment = 2188")

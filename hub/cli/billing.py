@@ -1,40 +1,123 @@
-"""``cohub billing close|periods``: freeze billing periods and list what is closed."""
+"""``cohub billing``: close periods, print statements, supplier fee reports and receivables."""
 
 from __future__ import annotations
 
 import argparse
+import csv
+import html
+import io
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
 
+import msgspec
 from rich.table import Table
 from sqlalchemy import select
 
 from hub.billing.periods import PeriodError
+from hub.billing.statements import Statement, compute_statements, supplier_fees
 from hub.cli.common import UsageError, actor, ensure_schema, out
+from hub.config import load_config
 from hub.metering import PeriodClosed, close_period
 from hub.runtime import Runtime
 from hub.store.database import writing
-from hub.store.tables import closed_months
+from hub.store.tables import closed_months, cooperative, statements
+
+ACTIONS = ("close", "periods", "statement", "receivables", "suppliers")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=["close", "periods"])
-    parser.add_argument("period", nargs="?", help="2026-10, FY2027-Q2 or FY2027 (close)")
+    parser.add_argument("action", choices=ACTIONS)
+    parser.add_argument("period", nargs="?", help="2026-10, FY2027-Q2 or FY2027")
+    parser.add_argument("--member", help="statement: one member's")
+    parser.add_argument(
+        "--format", choices=["table", "csv", "json", "html"], default="table", dest="form"
+    )
+    parser.add_argument("--output", type=Path, help="write to this file instead of the screen")
 
 
 async def cmd_billing(args: argparse.Namespace, runtime: Runtime) -> int:
     await ensure_schema(runtime)
-    if args.action == "close":
-        if not args.period:
-            raise UsageError("billing close needs a PERIOD: 2026-10, FY2027-Q2 or FY2027")
-        try:
-            async with writing(runtime.engine) as conn:
-                months = await close_period(conn, args.period, actor())
-        except (PeriodError, PeriodClosed) as error:
-            raise UsageError(str(error)) from None
-        if months:
-            out.print(f"closed {args.period}: {', '.join(months)}")
-        else:
-            out.print(f"{args.period} was already closed")
+    if args.action == "periods":
+        return await _periods(runtime)
+    if not args.period:
+        raise UsageError(f"billing {args.action} needs a PERIOD: 2026-10, FY2027-Q2 or FY2027")
+    plans = load_config(Path(args.config)).billing
+    meters = runtime.plugins.meters()
+    try:
+        if args.action == "close":
+            return await _close(runtime, args.period, plans, meters)
+        async with runtime.engine.connect() as conn:
+            if args.action == "suppliers":
+                fees = await supplier_fees(conn, plans, meters, args.period)
+                rows = [{k: str(v) for k, v in msgspec.structs.asdict(f).items()} for f in fees]
+                _emit(args, rows, f"Supplier administrative fees, {args.period}")
+                return 0
+            found = await compute_statements(conn, plans, meters, args.period, member=args.member)
+            stored = await _stored(conn, args.period)
+            title = await _cooperative_name(conn)
+    except (PeriodError, PeriodClosed) as error:
+        raise UsageError(str(error)) from None
+    if args.action == "receivables":
+        rows = [{"member": s.member, "name": s.member_name, "total": str(s.total)} for s in found]
+        rows.append(
+            {"member": "", "name": "total", "total": str(sum((s.total for s in found), Decimal(0)))}
+        )
+        _emit(args, rows, f"Receivables by member, {args.period}")
         return 0
+    if args.form == "html":
+        _write(args, _html(found, title))
+    elif args.form in ("csv", "json"):
+        _emit(args, [row for s in found for row in _statement_rows(s)], "")
+    else:
+        for statement in found:
+            print_statement(statement)
+    for statement in found:
+        if statement.member in stored:
+            fingerprint, total = stored[statement.member]
+            same = fingerprint == statement.fingerprint and total == statement.total
+            note = (
+                "recomputes to the statement stored at close, to the cent"
+                if same
+                else f"DIFFERS from the statement stored at close (total {total})"
+            )
+            out.print(f"{statement.member}: {note}")
+    return 0
+
+
+async def _close(runtime: Runtime, period: str, plans, meters) -> int:  # type: ignore[no-untyped-def]
+    async with writing(runtime.engine) as conn:
+        months = await close_period(conn, period, actor())
+        found = await compute_statements(conn, plans, meters, period)
+        kept = await _stored(conn, period)
+        now = datetime.now(UTC)
+        fresh = [s for s in found if s.member not in kept]
+        if fresh:
+            await conn.execute(
+                statements.insert(),
+                [
+                    {
+                        "period": s.period,
+                        "member": s.member,
+                        "fingerprint": s.fingerprint,
+                        "total": s.total,
+                        "body": msgspec.to_builtins(s),
+                        "created_at": now,
+                    }
+                    for s in fresh
+                ],
+            )
+    if months:
+        out.print(f"closed {period}: {', '.join(months)}")
+    else:
+        out.print(f"{period} was already closed")
+    if fresh:
+        out.print(f"stored {len(fresh)} statement(s) for {period}")
+    return 0
+
+
+async def _periods(runtime: Runtime) -> int:
     async with runtime.engine.connect() as conn:
         rows = (await conn.execute(select(closed_months).order_by(closed_months.c.month))).all()
     table = Table(title="Closed months")
@@ -46,3 +129,159 @@ async def cmd_billing(args: argparse.Namespace, runtime: Runtime) -> int:
         )
     out.print(table)
     return 0
+
+
+async def _stored(conn, period: str) -> dict[str, tuple[str, Decimal]]:  # type: ignore[no-untyped-def]
+    rows = await conn.execute(
+        select(statements.c.member, statements.c.fingerprint, statements.c.total).where(
+            statements.c.period == period
+        )
+    )
+    return {member: (fingerprint, total) for member, fingerprint, total in rows.all()}
+
+
+async def _cooperative_name(conn) -> str:  # type: ignore[no-untyped-def]
+    return await conn.scalar(select(cooperative.c.name)) or "Cohub"
+
+
+def _statement_rows(statement: Statement) -> list[dict[str, str]]:
+    return [
+        {
+            "period": statement.period,
+            "member": statement.member,
+            "service": line.service,
+            "coser": line.coser or "",
+            "month": line.month,
+            "kind": line.kind,
+            "adjusts": line.adjusts,
+            "method": line.method,
+            "meter": line.meter or "",
+            "quantity": "" if line.quantity is None else str(line.quantity),
+            "unit": line.unit,
+            "rate": "" if line.rate is None else str(line.rate),
+            "amount": str(line.amount),
+        }
+        for line in statement.lines
+    ]
+
+
+def print_statement(statement: Statement) -> None:
+    """One member's statement as a table, its total and inputs fingerprint underneath."""
+    table = Table(
+        title=f"{statement.member_name} ({statement.member}), {statement.period}",
+        caption=f"total {statement.total:,.2f} · inputs {statement.fingerprint[:16]}",
+    )
+    for column in (
+        "service",
+        "CoSer",
+        "month",
+        "line",
+        "meter",
+        "quantity",
+        "rate/share",
+        "amount",
+    ):
+        table.add_column(
+            column, justify="right" if column in ("quantity", "rate/share", "amount") else "left"
+        )
+    for line in statement.lines:
+        kind = f"adjusts {line.adjusts}" if line.kind == "adjustment" else line.kind
+        table.add_row(
+            line.service,
+            line.coser or "",
+            line.month,
+            kind,
+            line.meter or "",
+            "" if line.quantity is None else f"{line.quantity.normalize():,f}",
+            _rate(line.rate, line.method),
+            f"{line.amount:,.2f}",
+        )
+    out.print(table)
+
+
+def _rate(rate: Decimal | None, method: str) -> str:
+    if rate is None:
+        return ""
+    if method in ("proportional", "weighted", "equal", "patronage"):
+        return f"{rate * 100:.4f} %"
+    return f"{rate:,f}"
+
+
+def _emit(args: argparse.Namespace, rows: list[dict[str, str]], title: str) -> None:
+    if args.form == "json":
+        _write(args, json.dumps(rows, indent=2) + "\n")
+    elif args.form == "csv" or args.form == "html":
+        buffer = io.StringIO()
+        if rows:
+            writer = csv.DictWriter(buffer, list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        _write(args, buffer.getvalue())
+    else:
+        table = Table(title=title)
+        for column in rows[0] if rows else ():
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*row.values())
+        out.print(table)
+
+
+def _write(args: argparse.Namespace, text: str) -> None:
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        out.print(f"wrote {args.output}")
+    else:
+        out.print(text, end="", markup=False, highlight=False)
+
+
+def _html(found: list[Statement], cooperative_name: str) -> str:
+    """Printable statements, one page per member, for a business official's files."""
+    pages = []
+    for statement in found:
+        rows = "".join(
+            "<tr>"
+            + "".join(
+                f"<td class={'num' if i >= 5 else 'txt'}>{html.escape(cell)}</td>"
+                for i, cell in enumerate(
+                    (
+                        line.service,
+                        line.coser or "",
+                        line.month,
+                        f"adjusts {line.adjusts}" if line.kind == "adjustment" else line.kind,
+                        line.meter or "",
+                        "" if line.quantity is None else f"{line.quantity.normalize():,f}",
+                        _rate(line.rate, line.method),
+                        f"{line.amount:,.2f}",
+                    )
+                )
+            )
+            + "</tr>"
+            for line in statement.lines
+        )
+        pages.append(
+            f"""<section>
+<h1>{html.escape(cooperative_name)}</h1>
+<h2>Statement for {html.escape(statement.member_name)} ({html.escape(statement.member)})</h2>
+<p>Period {html.escape(statement.period)}</p>
+<table>
+<thead><tr><th>Service</th><th>CoSer</th><th>Month</th><th>Line</th><th>Meter</th>
+<th>Quantity</th><th>Rate / share</th><th>Amount</th></tr></thead>
+<tbody>{rows}</tbody>
+<tfoot><tr><th colspan=7>Total due</th><td class=num>{statement.total:,.2f}</td></tr></tfoot>
+</table>
+<p class=fp>Inputs fingerprint {statement.fingerprint}</p>
+</section>"""
+        )
+    return f"""<!doctype html>
+<html lang=en><head><meta charset=utf-8><title>Statements</title>
+<style>
+body {{ font: 11pt/1.4 system-ui, sans-serif; margin: 2em; }}
+section {{ page-break-after: always; }}
+table {{ border-collapse: collapse; width: 100%; }}
+th, td {{ border-bottom: 1px solid #999; padding: 0.3em 0.5em; text-align: left; }}
+.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
+.fp {{ color: #555; font-size: 8pt; }}
+</style></head><body>
+{"".join(pages)}
+</body></html>
+"""

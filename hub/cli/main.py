@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import msgspec
@@ -16,6 +17,8 @@ from rich.table import Table
 
 from hub import logs
 from hub.apply import apply
+from hub.billing.periods import month_of
+from hub.billing.statements import compute_statements
 from hub.cli import billing, deadletters, state, usage
 from hub.cli.common import UsageError, ensure_schema, err, escape, out
 from hub.cli.deadletters import cmd_deadletters
@@ -28,7 +31,7 @@ from hub.engine.connections import (
     route_names,
     stored_connections,
 )
-from hub.metering import usage_totals
+from hub.metering import load_calendar, usage_totals
 from hub.model import RECORD_TYPES, record_type
 from hub.plugins import PluginHost, describe
 from hub.redaction import redact_text
@@ -229,6 +232,12 @@ async def cmd_demo(args: argparse.Namespace, runtime: Runtime) -> int:
     out.print(table)
     async with runtime.engine.connect() as conn:
         usage.print_totals(await usage_totals(conn, runtime.plugins.meters()))
+        # This month's statements so far, from the example's billing.toml.
+        month = month_of((await load_calendar(conn)).day(datetime.now(UTC)))
+        for statement in await compute_statements(
+            conn, config.billing, runtime.plugins.meters(), month
+        ):
+            billing.print_statement(statement)
     return 0 if all(s.status == "succeeded" for s in summaries) else 1
 
 
@@ -324,7 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
         command("usage", usage.cmd_usage, "the usage ledger: show totals, post metered usage")
     )
     billing.add_arguments(
-        command("billing", billing.cmd_billing, "billing periods: close PERIOD, periods")
+        command(
+            "billing",
+            billing.cmd_billing,
+            "billing: close PERIOD, periods, statement, receivables, suppliers",
+        )
     )
     secrets = command("secrets", cmd_secrets, "store a vault secret read from standard input")
     secrets.add_argument("action", choices=["set"])

@@ -23,7 +23,7 @@ from sqlalchemy import (
     false,
 )
 
-from hub.store.types import ScaledDecimal, UtcDateTime
+from hub.store.types import DecimalText, ScaledDecimal, UtcDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -214,6 +214,19 @@ closed_months = Table(
     Column("closed_as", String(20), nullable=False),
     Column("closed_at", UtcDateTime(), nullable=False),
     Column("closed_by", String(200), nullable=False),
+)
+
+# A period's statement per member as it was when the period was closed, with the fingerprint of
+# its inputs, so a later recomputation can show it still comes to the same cent.
+statements = Table(
+    "statements",
+    metadata,
+    Column("period", String(20), primary_key=True),
+    Column("member", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("total", DecimalText(), nullable=False),
+    Column("body", JSON, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
 )
 
 # The cooperative's own settings that the engine needs without the configuration folder.

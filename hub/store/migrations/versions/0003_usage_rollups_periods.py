@@ -1,5 +1,5 @@
 """Usage ledger for billing: subjects, local days, billing periods and adjustments on events;
-daily rollups; closed months; the cooperative's settings.
+daily rollups; closed months; statements frozen at close; the cooperative's settings.
 
 Events already in the ledger get their UTC day and month (the cooperative's time zone was not
 recorded before), and the rollups are built from them.
@@ -78,6 +78,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("month", name=op.f("pk_closed_months")),
     )
     op.create_table(
+        "statements",
+        sa.Column("period", sa.String(length=20), nullable=False),
+        sa.Column("member", sa.String(length=64), nullable=False),
+        sa.Column("fingerprint", sa.String(length=64), nullable=False),
+        sa.Column("total", sa.String(length=64), nullable=False),
+        sa.Column("body", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("period", "member", name=op.f("pk_statements")),
+    )
+    op.create_table(
         "cooperative",
         sa.Column("code", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -89,6 +99,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("cooperative")
+    op.drop_table("statements")
     op.drop_table("closed_months")
     op.drop_index("ix_usage_daily_period_member", table_name="usage_daily")
     op.drop_table("usage_daily")
