@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import inspect
 import re
+import typing
 from pathlib import Path
 
 import msgspec
 import pytest
 
 from hub import hookspecs
+from hub.billing.plans import Method, Plan, Tier
 from hub.cli import build_parser
 from hub.config import Connection, Cooperative, Member, PluginSettings, Route, Service
 
@@ -93,3 +95,21 @@ def test_every_configuration_key_is_in_the_admin_guide(struct, field):
     assert f"`{field}`" in ADMIN_GUIDE.read_text(), (
         f"docs/admin-guide.md does not document `{field}` ({struct} in hub/config.py)"
     )
+
+
+BILLING_GUIDE = Path(__file__).parent.parent / "docs" / "billing.md"
+
+
+@pytest.mark.parametrize(
+    "field",
+    sorted({f.name for struct in (Plan, Tier) for f in msgspec.structs.fields(struct)}),
+)
+def test_every_billing_plan_key_is_in_the_billing_guide(field):
+    assert f"`{field}`" in BILLING_GUIDE.read_text(), (
+        f"docs/billing.md does not document `{field}` (hub/billing/plans.py)"
+    )
+
+
+@pytest.mark.parametrize("method", typing.get_args(Method))
+def test_every_billing_method_is_in_the_billing_guide(method):
+    assert f"| `{method}` |" in BILLING_GUIDE.read_text()

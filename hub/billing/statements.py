@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -25,6 +26,7 @@ from hub.billing import allocation
 from hub.billing.periods import FiscalCalendar
 from hub.billing.plans import MEMBER_COUNTS, POOL_METHODS, BillingPlans, Plan, rate_card
 from hub.metering import load_calendar, usage_totals
+from hub.model.purchasing import Invoice, InvoiceLine
 from hub.sdk.extensions import Meter
 from hub.store.tables import members, services, usage_daily
 
@@ -353,3 +355,37 @@ _encode = msgspec.json.Encoder(order="sorted").encode
 def _fingerprint(period: str, plans: BillingPlans, inputs: Mapping[str, Any]) -> str:
     """SHA-256 of everything a statement was computed from."""
     return hashlib.sha256(_encode([period, plans, inputs])).hexdigest()
+
+
+def as_invoice(statement: Statement, issuer: str, issued_on: date, issued_at: datetime) -> Invoice:
+    """A statement as the canonical invoice the agency's accounting system books: the
+    cooperative is the vendor, one invoice line per statement line."""
+    return Invoice(
+        invoice_id=f"{statement.period}-{statement.member}",
+        vendor_id=issuer,
+        invoice_date=issued_on,
+        due_date=issued_on + timedelta(days=30),
+        status="approved",
+        lines=[
+            InvoiceLine(
+                line_number=number,
+                description=" ".join(
+                    part
+                    for part in (
+                        line.service,
+                        line.coser or "",
+                        line.month,
+                        f"adjusts {line.adjusts}" if line.kind == "adjustment" else line.kind,
+                    )
+                    if part
+                ),
+                supplier_part_id=line.service,
+                quantity=Decimal(1),
+                unit_price=line.amount,
+                amount=line.amount,
+            )
+            for number, line in enumerate(statement.lines, start=1)
+        ],
+        total_amount=statement.total,
+        updated_at=issued_at,
+    )

@@ -16,15 +16,17 @@ from rich.table import Table
 from sqlalchemy import select
 
 from hub.billing.periods import PeriodError
-from hub.billing.statements import Statement, compute_statements, supplier_fees
+from hub.billing.statements import Statement, as_invoice, compute_statements, supplier_fees
 from hub.cli.common import UsageError, actor, ensure_schema, out
 from hub.config import load_config
-from hub.metering import PeriodClosed, close_period
+from hub.engine.connections import open_connector, stored_connections
+from hub.metering import PeriodClosed, close_period, load_calendar
 from hub.runtime import Runtime
+from hub.sdk.connector import Batch
 from hub.store.database import writing
 from hub.store.tables import closed_months, cooperative, statements
 
-ACTIONS = ("close", "periods", "statement", "receivables", "suppliers")
+ACTIONS = ("close", "periods", "statement", "receivables", "suppliers", "send")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--format", choices=["table", "csv", "json", "html"], default="table", dest="form"
     )
     parser.add_argument("--output", type=Path, help="write to this file instead of the screen")
+    parser.add_argument("--to", help="send: the connection that receives the invoices")
+    parser.add_argument("--stream", default="invoices", help="send: its stream (default invoices)")
 
 
 async def cmd_billing(args: argparse.Namespace, runtime: Runtime) -> int:
@@ -48,6 +52,8 @@ async def cmd_billing(args: argparse.Namespace, runtime: Runtime) -> int:
     try:
         if args.action == "close":
             return await _close(runtime, args.period, plans, meters)
+        if args.action == "send":
+            return await _send(runtime, args.period, args.to, args.stream)
         async with runtime.engine.connect() as conn:
             if args.action == "suppliers":
                 fees = await supplier_fees(conn, plans, meters, args.period)
@@ -114,6 +120,34 @@ async def _close(runtime: Runtime, period: str, plans, meters) -> int:  # type: 
         out.print(f"{period} was already closed")
     if fresh:
         out.print(f"stored {len(fresh)} statement(s) for {period}")
+    return 0
+
+
+async def _send(runtime: Runtime, period: str, to: str | None, stream: str) -> int:
+    """The statements stored when `period` was closed, as invoice records into connection `to`
+    (the agency's accounting system); sending again upserts the same invoices."""
+    if not to:
+        raise UsageError("billing send needs --to CONNECTION")
+    async with runtime.engine.connect() as conn:
+        [connection] = await stored_connections(conn, [to]) or [None]
+        rows = (await conn.execute(select(statements).where(statements.c.period == period))).all()
+        issuer = await conn.scalar(select(cooperative.c.code)) or "cooperative"
+        calendar = await load_calendar(conn)
+    if connection is None:
+        raise UsageError(f"no connection {to!r}; `cohub apply` the configuration first")
+    if not rows:
+        raise UsageError(f"no statements stored for {period}: `cohub billing close {period}` first")
+    issued_on = calendar.parse(period).last_day
+    destination = open_connector(runtime.plugins, connection)
+    try:
+        for row in rows:
+            statement = msgspec.convert(row.body, Statement)
+            invoice = as_invoice(statement, issuer, issued_on, row.created_at)
+            batch = Batch(records=[invoice], state={}, member=statement.member)
+            await destination.write(stream, batch, statement.member)
+    finally:
+        await destination.close()
+    out.print(f"sent {len(rows)} invoice(s) for {period} to {to} ({stream})")
     return 0
 
 
