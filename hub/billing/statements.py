@@ -31,6 +31,7 @@ from hub.sdk.extensions import Meter
 from hub.store.tables import members, services, usage_daily
 
 ZERO = Decimal(0)
+KINDS = ("charge", "adjustment", "true-up")
 
 
 class StatementLine(msgspec.Struct, frozen=True, kw_only=True):
@@ -71,6 +72,10 @@ class Supplier(msgspec.Struct, frozen=True, kw_only=True):
     volume: Decimal
     fee_rate: Decimal
     fee: Decimal
+
+
+#: member → (quantity, unit price or share, amount) of one plan in one month.
+Charges = dict[str, tuple[Decimal | None, Decimal | None, Decimal]]
 
 
 class Biller:
@@ -191,37 +196,36 @@ async def compute_statements(
     coser = dict((await conn.execute(select(services.c.code, services.c.coser))).all())
     lines: dict[str, list[StatementLine]] = {m: [] for m in biller.members}
     for month in span.months:
+        billed: list[tuple[StatementLine, Charges]] = []
         for service, plan in sorted(biller.plans_for(month).items()):
-            line = StatementLine(
-                service=service,
-                coser=coser.get(service),
-                month=month,
-                kind="charge",
-                method=plan.method,
-                meter=plan.meter,
-                quantity=None,
-                unit=meters[plan.meter].unit if plan.meter in meters else "",
-                rate=None,
-                amount=ZERO,
-            )
-            billed = [(line, await biller.charges(service, plan, month, month))]
-            for closed in await _adjusted_months(conn, service, plan, month):
-                now = await biller.charges(service, plan, closed, month)
-                before = await biller.charges(service, plan, closed, _previous(month))
-                adjustment = msgspec.structs.replace(line, kind="adjustment", adjusts=closed)
-                billed.append((adjustment, _difference(now, before)))
+            line = _template(service, plan, month, coser, meters)
+            billed.append((line, await biller.charges(service, plan, month, month)))
             last = calendar.year(calendar.fiscal_year(month)).months[-1]
             if plan.actual_cost is not None and month == last:
                 true_up = msgspec.structs.replace(line, kind="true-up")
                 billed.append((true_up, await _true_up(biller, service, plan, month)))
-            for template, charges in billed:
-                for code, (quantity, rate, amount) in charges.items():
-                    if code in lines and (amount or template.kind == "charge"):
-                        lines[code].append(
-                            msgspec.structs.replace(
-                                template, quantity=quantity, rate=rate, amount=amount
-                            )
+        # Late usage is priced by the plan of the month it belongs to, even one of an earlier
+        # fiscal year, or a service no longer billed this year.
+        for service, meter, closed in await _late_usage(conn, month):
+            plan = biller.plans_for(closed).get(service)
+            if plan is None or plan.meter != meter:
+                continue
+            now = await biller.charges(service, plan, closed, month)
+            before = await biller.charges(service, plan, closed, _previous(month))
+            adjustment = msgspec.structs.replace(
+                _template(service, plan, month, coser, meters), kind="adjustment", adjusts=closed
+            )
+            billed.append((adjustment, _difference(now, before)))
+        # Each service's lines together: its charge, its adjustments, its true-up.
+        billed.sort(key=lambda entry: (entry[0].service, KINDS.index(entry[0].kind)))
+        for template, charges in billed:
+            for code, (quantity, rate, amount) in charges.items():
+                if code in lines and (amount or template.kind == "charge"):
+                    lines[code].append(
+                        msgspec.structs.replace(
+                            template, quantity=quantity, rate=rate, amount=amount
                         )
+                    )
     fingerprint = _fingerprint(period, plans, biller.inputs)
     names = {code: row["name"] for code, row in biller.members.items()}
     return [
@@ -304,25 +308,38 @@ async def _true_up(
     return {code: (None, None, amount) for code, amount in adjustment.items() if amount}
 
 
-async def _adjusted_months(
-    conn: AsyncConnection, service: str, plan: Plan, month: str
-) -> list[str]:
-    """Closed months whose late usage of the plan's meter is billed in `month`."""
-    if plan.meter is None:
-        return []
+async def _late_usage(conn: AsyncConnection, month: str) -> list[tuple[str, str, str]]:
+    """(service, meter, closed month) of the late usage billed in `month`."""
     daily = usage_daily.c
     rows = await conn.execute(
-        select(daily.adjusts)
+        select(daily.service, daily.meter, daily.adjusts)
         .distinct()
-        .where(
-            daily.service == service,
-            daily.meter == plan.meter,
-            daily.period == month,
-            daily.adjusts != "",
-        )
-        .order_by(daily.adjusts)
+        .where(daily.period == month, daily.adjusts != "")
+        .order_by(daily.service, daily.meter, daily.adjusts)
     )
-    return list(rows.scalars())
+    return [tuple(row) for row in rows.all()]
+
+
+def _template(
+    service: str,
+    plan: Plan,
+    month: str,
+    coser: Mapping[str, str | None],
+    meters: Mapping[str, Meter],
+) -> StatementLine:
+    """A line of `service` billed in `month` under `plan`, before its member's figures."""
+    return StatementLine(
+        service=service,
+        coser=coser.get(service),
+        month=month,
+        kind="charge",
+        method=plan.method,
+        meter=plan.meter,
+        quantity=None,
+        unit=meters[plan.meter].unit if plan.meter in meters else "",
+        rate=None,
+        amount=ZERO,
+    )
 
 
 def _difference(

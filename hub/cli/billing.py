@@ -7,6 +7,7 @@ import csv
 import html
 import io
 import json
+import sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,7 +18,7 @@ from sqlalchemy import select
 
 from hub.billing.periods import PeriodError
 from hub.billing.statements import Statement, as_invoice, compute_statements, supplier_fees
-from hub.cli.common import UsageError, actor, ensure_schema, out
+from hub.cli.common import UsageError, actor, ensure_schema, err, out
 from hub.config import load_config
 from hub.engine.connections import open_connector, stored_connections
 from hub.metering import PeriodClosed, close_period, load_calendar
@@ -88,7 +89,8 @@ async def cmd_billing(args: argparse.Namespace, runtime: Runtime) -> int:
                 if same
                 else f"DIFFERS from the statement stored at close (total {total})"
             )
-            out.print(f"{statement.member}: {note}")
+            # Notes never mix into machine-readable output.
+            (out if args.form == "table" else err).print(f"{statement.member}: {note}")
     return 0
 
 
@@ -265,7 +267,7 @@ def _write(args: argparse.Namespace, text: str) -> None:
         args.output.write_text(text, encoding="utf-8")
         out.print(f"wrote {args.output}")
     else:
-        out.print(text, end="", markup=False, highlight=False)
+        sys.stdout.write(text)  # as is: a console would wrap long CSV and JSON lines
 
 
 def _html(found: list[Statement], cooperative_name: str) -> str:

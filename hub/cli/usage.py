@@ -7,6 +7,7 @@ import argparse
 import csv
 import io
 import json
+import sys
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -78,7 +79,7 @@ def print_totals(totals: list[UsageTotal], form: str = "table", *, by: str = "to
         for t in totals
     ]
     if form == "json":
-        out.print(json.dumps(rows, indent=2), markup=False)
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")  # unwrapped, unlike a console
         return
     if form == "csv":
         buffer = io.StringIO()
@@ -86,7 +87,7 @@ def print_totals(totals: list[UsageTotal], form: str = "table", *, by: str = "to
         writer = csv.DictWriter(buffer, [*columns, "quantity", "unit", "aggregation"])
         writer.writeheader()
         writer.writerows(rows)
-        out.print(buffer.getvalue(), end="", markup=False)
+        sys.stdout.write(buffer.getvalue())
         return
     table = Table(title="Usage")
     for column in rows[0] if rows else ("member", "service", "meter", "quantity"):
