@@ -508,6 +508,8 @@ name = "Benchmark Central School District"
 
 [services.cbo-payroll]
 name = "Central Business Office: payroll processing"
+# Billed per record: the hub's own meters only, no per-employee or per-paycheck events.
+meters = []
 """
     )
     (directory / "connections" / "bench-export.toml").write_text(

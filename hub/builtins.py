@@ -1,4 +1,5 @@
-"""The hub's own plugin: the meters every run records and the ``env:`` secret resolver."""
+"""The hub's own plugin: the meters every run records (`records_synced` here, the domain and run
+meters of `hub.meters`) and the ``env:`` secret resolver."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from collections.abc import Sequence
 
 from hub.hookspecs import hookimpl
+from hub.meters import DOMAIN_METERS
 from hub.model import Record
 from hub.sdk.extensions import BatchContext, Meter
 
@@ -26,6 +28,8 @@ RECORDS_SYNCED = Meter(
 @hookimpl
 def cohub_register_meters(register):
     register(RECORDS_SYNCED)
+    for meter in DOMAIN_METERS:
+        register(meter)
 
 
 @hookimpl

@@ -53,6 +53,9 @@ class Service(Strict):
     name: str
     description: str = ""
     coser: str | None = None
+    #: Meters measured for this service's routes besides the hub's own (records_synced,
+    #: api_calls, run_minutes); None measures every registered meter.
+    meters: list[str] | None = None
 
 
 class PluginSettings(Strict):
@@ -358,13 +361,25 @@ def load_config(directory: str | Path) -> HubConfig:
 
 
 def check_against_plugins(
-    config: HubConfig, connectors: Mapping[str, Any], transforms: Iterable[str]
+    config: HubConfig,
+    connectors: Mapping[str, Any],
+    transforms: Iterable[str],
+    meters: Iterable[str],
 ) -> None:
     """Check what only the loaded plugins know: connectors, their options and secrets, and
-    transform names. Raise ConfigError listing every issue."""
+    transform and meter names. Raise ConfigError listing every issue."""
     issues = Issues()
     root = Path(config.directory)
     known_transforms = set(transforms)
+    known_meters = set(meters)
+    for name, service in config.services.items():
+        for index, meter in enumerate(service.meters or ()):
+            if meter not in known_meters:
+                issues.add(
+                    root / "cooperative.toml",
+                    f"services.{name}.meters.{index}",
+                    f"no meter {meter!r} is registered",
+                )
     for name, connection in config.connections.items():
         path = root / "connections" / f"{name}.toml"
         connector = connectors.get(connection.connector)

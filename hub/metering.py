@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -44,17 +44,29 @@ def batch_fingerprint(
     return digest.hexdigest()[:40]
 
 
+#: Meters every route measures, whatever its service lists.
+HUB_METERS = frozenset({"records_synced", "api_calls", "run_minutes"})
+
+
 def measure(
-    host: PluginHost, context: BatchContext, records: Sequence[Record]
+    host: PluginHost,
+    context: BatchContext,
+    records: Sequence[Record],
+    only: Collection[str] | None = None,
 ) -> list[UsageQuantity]:
     """Every applicable meter's quantity for a batch, one per subject for a meter that answers
-    ``{subject: quantity}``; a meter that raises or answers wrongly is reported and skipped."""
+    ``{subject: quantity}``; a meter that raises or answers wrongly is reported and skipped.
+    With `only` (the service's meters), other meters than those and the hub's own are not asked:
+    per-subject meters append an event per employee or paycheck, which a service that does not
+    bill by them should not pay for."""
     member = context.member
     if member is None:
         return []
     quantities: list[UsageQuantity] = []
     for meter in host.meters().values():
         if meter.measure is None:
+            continue
+        if only is not None and meter.name not in only and meter.name not in HUB_METERS:
             continue
         try:
             answer = meter.measure(context, records)

@@ -34,7 +34,7 @@ def issues_of(folder: Path) -> list[tuple[str, str, str]]:
     with pytest.raises(ConfigError) as raised:
         config = load_config(folder)
         host = PluginHost([])
-        check_against_plugins(config, host.connectors(), host.transforms())
+        check_against_plugins(config, host.connectors(), host.transforms(), host.meters())
     return [(Path(i.file).name, i.key, i.reason) for i in raised.value.issues]
 
 
@@ -48,7 +48,7 @@ def test_the_example_configuration_is_valid(folder):
         "millbrook-payroll",
     ]
     host = PluginHost([])
-    check_against_plugins(config, host.connectors(), host.transforms())
+    check_against_plugins(config, host.connectors(), host.transforms(), host.meters())
 
 
 def test_an_unknown_key_is_named_with_its_path(folder):

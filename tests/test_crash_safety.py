@@ -295,7 +295,9 @@ async def test_a_sync_killed_ten_times_mid_run_resumes_with_every_record_once(
                     usage_events.c.member == MEMBER, usage_events.c.meter == "records_synced"
                 )
             )
-            events = await conn.scalar(select(func.count()).select_from(usage_events))
+            events = await conn.scalar(
+                select(func.count()).where(usage_events.c.meter == "records_synced")
+            )
             shared_keys = (
                 await conn.execute(
                     select(usage_events.c.idempotency_key)
@@ -324,7 +326,8 @@ async def test_a_sync_killed_ten_times_mid_run_resumes_with_every_record_once(
     assert {(member, key) for member, key, _ in stored} == {(MEMBER, key) for key in amounts}
     assert {key: amount for _, key, amount in stored} == amounts
     assert letters == 0
-    # The ledger bills each line exactly once: one event per batch of each file, no key twice.
+    # The ledger bills each line exactly once: one records_synced event per batch of each file
+    # (the per-subject meters add one event per employee and paycheck), no key twice.
     assert synced == total_lines
     assert shared_keys == []
     assert events == sum(math.ceil(n / BATCH_SIZE) for n in FILE_LINES.values())

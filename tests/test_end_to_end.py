@@ -27,7 +27,9 @@ ROUTES = ["eastview-payroll", "harbor-falls-payroll", "millbrook-payroll"]
 
 async def apply_and_sync(runtime: Runtime, config_dir: Path) -> list[RunSummary]:
     config = load_config(config_dir)
-    check_against_plugins(config, runtime.plugins.connectors(), runtime.plugins.transforms())
+    check_against_plugins(
+        config, runtime.plugins.connectors(), runtime.plugins.transforms(), runtime.plugins.meters()
+    )
     await apply(runtime.engine, config)
     async with runtime.engine.connect() as conn:
         names = await route_names(conn)

@@ -82,7 +82,9 @@ api_key = "env:ROSTER_API_KEY"
     )
     runtime.plugins = PluginHost([plugins])
     config = load_config(config_dir)
-    check_against_plugins(config, runtime.plugins.connectors(), runtime.plugins.transforms())
+    check_against_plugins(
+        config, runtime.plugins.connectors(), runtime.plugins.transforms(), runtime.plugins.meters()
+    )
     await apply(runtime.engine, config)
 
 

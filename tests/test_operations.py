@@ -82,7 +82,8 @@ def test_replay_after_a_fix_delivers_what_now_maps_and_keeps_the_rest(synced):
             "SELECT id, status, resolution FROM dead_letters ORDER BY id"
         ).fetchall()
         usage = db.execute(
-            "SELECT sum(quantity) FROM usage_events WHERE member = 'harbor-falls'"
+            "SELECT sum(quantity) FROM usage_events"
+            " WHERE member = 'harbor-falls' AND meter = 'records_synced'"
         ).fetchone()[0]
     assert statuses == [(1, "replayed", "replayed in run 4"), (2, "open", None)]
     assert usage == 43_000_000  # 43 records, in millionths
@@ -136,7 +137,8 @@ def test_state_reset_makes_the_next_run_read_again_and_is_recorded(synced):
             "SELECT action, actor, state_before FROM state_changes"
         ).fetchall()
         usage = db.execute(
-            "SELECT sum(quantity) FROM usage_events WHERE member = 'millbrook'"
+            "SELECT sum(quantity) FROM usage_events"
+            " WHERE member = 'millbrook' AND meter = 'records_synced'"
         ).fetchone()[0]
     assert (action, actor) == ("reset", "it-admin@boces.example")
     assert json.loads(before)["files"]["PAYEXP_202610.txt"]["rows"] == 39

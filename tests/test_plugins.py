@@ -32,7 +32,18 @@ def test_builtin_connectors_load_through_the_entry_points_a_vendor_uses():
     assert plugins["flat_file"].source == "entry point connectors.flat_file (cohub)"
     assert plugins["flat_file"].provides == ["connector:flat_file"]
     assert plugins["sql_table"].provides == ["connector:sql_table"]
-    assert plugins["builtin"].provides == ["meter:records_synced"]
+    assert plugins["builtin"].provides == [
+        "meter:records_synced",
+        "meter:paychecks_processed",
+        "meter:employees_served",
+        "meter:journal_lines_posted",
+        "meter:tickets_opened",
+        "meter:tickets_resolved",
+        "meter:purchase_orders_placed",
+        "meter:purchase_order_volume",
+        "meter:api_calls",
+        "meter:run_minutes",
+    ]
     assert host.failures == []
 
 
@@ -54,7 +65,7 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_others_load(tmp_path)
         """
         @sdk.hookimpl
         def cohub_register_meters(register):
-            register(sdk.Meter(name="tickets_opened", unit="ticket"))
+            register(sdk.Meter(name="helpdesk_hours", unit="hour"))
         """,
     )
 
@@ -65,7 +76,7 @@ def test_a_plugin_that_fails_to_import_is_reported_and_the_others_load(tmp_path)
     assert plugins["broken"].error == "ImportError: needs vendorlib 2.0"
     assert plugins["good"].status == "loaded"
     assert plugins["good"].source == f"folder {tmp_path / 'good.py'}"
-    assert "tickets_opened" in host.meters()
+    assert "helpdesk_hours" in host.meters()
     assert "flat_file" in host.connectors()
 
 

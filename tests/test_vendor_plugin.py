@@ -128,13 +128,13 @@ def test_installed_vendor_package_is_an_entry_point_plugin_providing_its_three_e
     assert info.version == "0.1.0"
     assert sorted(info.provides) == [
         "connector:roster_jsonl",
-        "meter:employees_served",
+        "meter:roster_employees",
         "transform:title_case_names",
     ]
     assert host.connector("roster_jsonl") is vendor.RosterJsonlSource
     assert host.connector("roster_jsonl").title == "Example Vendor roster export"
-    assert host.meters()["employees_served"].unit == "employee"
-    assert host.meters()["employees_served"].aggregation == "unique_count"
+    assert host.meters()["roster_employees"].unit == "employee"
+    assert host.meters()["roster_employees"].aggregation == "unique_count"
     assert [f for f in host.failures if f.plugin == "example_vendor"] == []
 
 
@@ -148,7 +148,7 @@ def test_vendor_plugin_disabled_by_name_is_listed_as_disabled_and_provides_nothi
     assert info.provides == []
     assert "roster_jsonl" not in host.connectors()
     assert "title_case_names" not in host.transforms()
-    assert "employees_served" not in host.meters()
+    assert "roster_employees" not in host.meters()
     # the built-ins are unaffected
     assert "flat_file" in host.connectors()
 
@@ -361,20 +361,20 @@ def test_title_case_names_leaves_other_records_alone(vendor):
     assert vendor.title_case_names(batch_context("payroll.pay_line"), records) is records
 
 
-# -- the employees_served meter ------------------------------------------------------------------
+# -- the roster_employees meter ------------------------------------------------------------------
 
 
-def test_employees_served_counts_distinct_employee_ids_in_a_batch(vendor):
+def test_roster_employees_counts_distinct_employee_ids_in_a_batch(vendor):
     # given a batch where E1001 appears twice
     records = [MARIA, JAMES, MARIA]
 
     # then two employees were served
-    assert vendor.EMPLOYEES_SERVED.measure(batch_context("hr.employee"), records) == 2
+    assert vendor.ROSTER_EMPLOYEES.measure(batch_context("hr.employee"), records) == 2
 
 
-def test_employees_served_does_not_apply_to_other_records(vendor):
-    assert vendor.EMPLOYEES_SERVED.measure(batch_context("payroll.pay_line"), [MARIA]) is None
-    assert vendor.EMPLOYEES_SERVED.measure(batch_context(""), []) is None
+def test_roster_employees_does_not_apply_to_other_records(vendor):
+    assert vendor.ROSTER_EMPLOYEES.measure(batch_context("payroll.pay_line"), [MARIA]) is None
+    assert vendor.ROSTER_EMPLOYEES.measure(batch_context(""), []) is None
 
 
 # -- site plugins dropped into a plugins folder --------------------------------------------------

@@ -56,7 +56,8 @@ def config_dir(args: argparse.Namespace) -> Path:
 def load_checked(directory: Path, runtime: Runtime):  # type: ignore[no-untyped-def]
     """Load a configuration folder and check it against the loaded plugins."""
     config = load_config(directory)
-    check_against_plugins(config, runtime.plugins.connectors(), runtime.plugins.transforms())
+    plugins = runtime.plugins
+    check_against_plugins(config, plugins.connectors(), plugins.transforms(), plugins.meters())
     return config
 
 

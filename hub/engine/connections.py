@@ -13,7 +13,7 @@ from hub.plugins import PluginHost
 from hub.redaction import register_secret
 from hub.sdk.connector import ConnectionContext, Connector
 from hub.sdk.errors import ConnectorConfigError
-from hub.store.tables import connections, routes
+from hub.store.tables import connections, routes, services
 
 
 class ConnectionRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -44,6 +44,8 @@ class RouteRow(msgspec.Struct, frozen=True, kw_only=True):
     lookback_seconds: int = 0
     call_timeout_seconds: float = 300.0
     enabled: bool = True
+    #: The service's meters besides the hub's own (None: every registered meter).
+    meters: list[str] | None = None
 
     @property
     def member(self) -> str | None:
@@ -63,7 +65,8 @@ async def load_route(conn: AsyncConnection, name: str) -> RouteRow:
     ends = {}
     for end in ("source", "destination"):
         [ends[end]] = await stored_connections(conn, [row[end]])
-    return msgspec.convert({**_plain(row), **ends}, RouteRow)
+    meters = await conn.scalar(select(services.c.meters).where(services.c.code == row["service"]))
+    return msgspec.convert({**_plain(row), **ends, "meters": meters}, RouteRow)
 
 
 def _plain(row: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,7 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.engine.checkpoint import commit_batch, load_state, save_state
 from hub.engine.connections import ConnectionRow, RouteRow, load_route, open_connector
-from hub.metering import batch_fingerprint, measure
+from hub.metering import UsageEvent, append_usage, batch_fingerprint, measure
+from hub.meters import run_minutes
 from hub.model import Record
 from hub.plugins import PluginHookError, PluginHost, TookTooLong, describe, within
 from hub.redaction import redact_text
@@ -146,6 +148,7 @@ class Run:
         self.stop = stop
         self.timeout = route.call_timeout_seconds
         self.counts = RunCounts()
+        self.api_calls_measured = 0  # the run's HTTP requests already in a batch's usage
         self.info = RunInfo(
             id=run_id, route=route.name, member=route.member, service=route.service, trigger=trigger
         )
@@ -163,6 +166,7 @@ class Run:
             self.counts,
             self.start.generation,
             read_complete=status == "succeeded",
+            unmeasured_api_calls=self.counts.api_calls - self.api_calls_measured,
         )
         if status == "failed":
             log.error("run.failed", error=error, **msgspec.structs.asdict(self.counts))
@@ -410,7 +414,12 @@ class Run:
                 expect=WriteResult,
             )
             written = result.written
-        return written, measure(self.host, context, records)
+        # The requests since the previous measured batch, this batch's write included; no await
+        # between reading and measuring, so overlapping writes never count a request twice.
+        calls = self.counts.api_calls
+        context = msgspec.structs.replace(context, api_calls=calls - self.api_calls_measured)
+        self.api_calls_measured = calls
+        return written, measure(self.host, context, records, route.meters)
 
     async def _transform(self, context: BatchContext, records: list[Record]) -> list[Record]:
         transforms = self.host.transforms()
@@ -540,21 +549,47 @@ async def finish(
     generation: int,
     *,
     read_complete: bool,
+    unmeasured_api_calls: int = 0,
 ) -> None:
-    """Record how the run ended; a full read that got to the end closes its read cycle."""
+    """Record how the run ended, with its run minutes and the HTTP requests no batch measured
+    (the last read, marking deletes); a full read that got to the end closes its read cycle."""
     _ACTIVE_RUNS.discard(run_id)
+    finished = datetime.now(UTC)
     async with writing(engine) as conn:
+        started = await conn.scalar(select(runs.c.started_at).where(runs.c.id == run_id))
         await conn.execute(
             runs.update()
             .where(runs.c.id == run_id)
             .values(
                 status=status,
                 error=error,
-                finished_at=datetime.now(UTC),
+                finished_at=finished,
                 retries=counts.retried,
                 records_deleted=counts.deleted,
             )
         )
+        if route.member is not None:
+            ended = {
+                "run_minutes": run_minutes(started, finished),
+                "api_calls": unmeasured_api_calls,
+            }
+            await append_usage(
+                conn,
+                [
+                    UsageEvent(
+                        idempotency_key=f"run:{run_id}:{meter}",
+                        member=route.member,
+                        service=route.service,
+                        meter=meter,
+                        quantity=Decimal(quantity),
+                        occurred_at=finished,
+                        route=route.name,
+                        run_id=run_id,
+                    )
+                    for meter, quantity in ended.items()
+                    if quantity
+                ],
+            )
         if read_complete and route.mode in FULL_MODES:
             stored = await load_state(conn, route.name)
             await save_state(

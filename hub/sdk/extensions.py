@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Literal
 
@@ -23,10 +23,19 @@ class BatchContext(msgspec.Struct, frozen=True, kw_only=True):
     source_stream: str
     destination_stream: str
     record: str
+    #: HTTP requests the run sent (each attempt and token request counted) since the batch
+    #: measured before this one; the engine fills it in just before measuring.
+    api_calls: int = 0
 
 
-#: A meter's measure: the quantity a committed batch used, or None where the meter does not apply.
-Measure = Callable[[BatchContext, Sequence[Record]], Decimal | int | None]
+#: A meter's measure: what a committed batch used, or None where the meter does not apply. The
+#: answer is a plain quantity (an int, or a Decimal with at most six decimal places, never a
+#: float), or a mapping ``{subject: quantity}`` that the ledger stores as one usage event per
+#: subject: the employee ID for a unique-count meter, ``"supplier/contract"`` for a breakdown.
+#: A unique-count meter counts distinct subjects over a period, whatever quantity each carries.
+Measure = Callable[
+    [BatchContext, Sequence[Record]], Decimal | int | Mapping[str, Decimal | int] | None
+]
 
 
 class Meter(msgspec.Struct, frozen=True, kw_only=True):

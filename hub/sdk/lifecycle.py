@@ -27,10 +27,14 @@ class RunCounts(msgspec.Struct, kw_only=True):
     batches: int = 0
     retried: int = 0
     deleted: int = 0
+    #: HTTP requests sent to vendor systems through the SDK's client: every attempt, retries
+    #: and OAuth token requests included.
+    api_calls: int = 0
 
 
 #: The counters of the run in progress in this task (None outside a run). The engine sets it;
-#: SDK helpers that retry (the HTTP toolkit) add to `retried` through `count_retry`.
+#: SDK helpers add to it: the HTTP toolkit counts its retries (`count_retry`) and every request
+#: it sends (`count_api_call`).
 CURRENT_RUN: ContextVar[RunCounts | None] = ContextVar("cohub_current_run", default=None)
 
 
@@ -39,6 +43,13 @@ def count_retry(attempts: int = 1) -> None:
     counts = CURRENT_RUN.get()
     if counts is not None:
         counts.retried += attempts
+
+
+def count_api_call() -> None:
+    """Record that one HTTP request was sent to a vendor system, on the run in progress if any."""
+    counts = CURRENT_RUN.get()
+    if counts is not None:
+        counts.api_calls += 1
 
 
 class UsageQuantity(msgspec.Struct, frozen=True, kw_only=True):

@@ -58,6 +58,8 @@ services = Table(
     Column("name", String(200), nullable=False),
     Column("description", Text, nullable=False, default=""),
     Column("coser", String(40)),
+    # Meters measured for its routes besides the hub's own; NULL: every meter.
+    Column("meters", JSON),
 )
 
 connections = Table(

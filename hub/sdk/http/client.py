@@ -34,6 +34,7 @@ from hub.sdk.http.retry import (
     with_retries,
 )
 from hub.sdk.http.session import DEFAULT_POOL, DEFAULT_TIMEOUT, PoolLimits, shared_session
+from hub.sdk.lifecycle import count_api_call
 
 #: Methods whose repetition changes nothing (RFC 9110 section 9.2.2): safe to retry after any
 #: transient failure. Others are retried only when the server certainly did not act.
@@ -260,7 +261,12 @@ class HttpClient:
         data: bytes | dict[str, str] | None = None,
         headers: Mapping[str, str],
     ) -> tuple[JsonResponse, bytes]:
-        """One exchange on the shared session; transport failures become `Retryable`."""
+        """One exchange on the shared session; transport failures become `Retryable`.
+
+        Every exchange begun here is one API call of the run in progress (`count_api_call`):
+        each attempt, retries and token requests included, whether or not an answer came.
+        """
+        count_api_call()
         try:
             async with shared_session(self.pool).request(
                 method,

@@ -10,7 +10,7 @@ It provides:
 
 - connector ``roster_jsonl``: a source reading the export folder into ``hr.employee`` records;
 - transform ``title_case_names``: ``MARIA LOPEZ`` arrives as ``Maria Lopez``;
-- meter ``employees_served``: the distinct employees a batch of ``hr.employee`` records carried.
+- meter ``roster_employees``: the distinct employees a batch of ``hr.employee`` records carried.
 """
 
 from __future__ import annotations
@@ -294,7 +294,7 @@ TITLE_CASE_NAMES = sdk.Transform(
 # -- The meter -----------------------------------------------------------------------------------
 
 
-def employees_served(context: sdk.BatchContext, records: Sequence[sdk.Record]) -> int | None:
+def roster_employees(context: sdk.BatchContext, records: Sequence[sdk.Record]) -> int | None:
     """The distinct employees in a batch of ``hr.employee`` records; None for any other batch.
 
     An employee listed twice in one export is one employee served, hence distinct IDs rather than
@@ -305,12 +305,12 @@ def employees_served(context: sdk.BatchContext, records: Sequence[sdk.Record]) -
     return len({record.employee_id for record in records})
 
 
-EMPLOYEES_SERVED = sdk.Meter(
-    name="employees_served",
+ROSTER_EMPLOYEES = sdk.Meter(
+    name="roster_employees",
     unit="employee",
     aggregation="unique_count",
     description="distinct employees whose records a route delivered",
-    measure=employees_served,
+    measure=roster_employees,
 )
 
 
@@ -329,4 +329,4 @@ def cohub_register_transforms(register):
 
 @sdk.hookimpl
 def cohub_register_meters(register):
-    register(EMPLOYEES_SERVED)
+    register(ROSTER_EMPLOYEES)

@@ -1,4 +1,4 @@
-"""Usage ledger for billing: subjects, local days, billing periods and adjustments on events;
+"""Usage ledger for billing: the meters a service measures; subjects, local days, billing periods and adjustments on events;
 daily rollups; closed months; statements frozen at close; the cooperative's settings.
 
 Events already in the ledger get their UTC day and month (the cooperative's time zone was not
@@ -18,6 +18,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("services") as batch:
+        batch.add_column(sa.Column("meters", sa.JSON(), nullable=True))
     with op.batch_alter_table("usage_events") as batch:
         batch.add_column(
             sa.Column("subject", sa.String(length=200), nullable=False, server_default="")
@@ -108,3 +110,5 @@ def downgrade() -> None:
         batch.drop_column("period")
         batch.drop_column("day")
         batch.drop_column("subject")
+    with op.batch_alter_table("services") as batch:
+        batch.drop_column("meters")
