@@ -538,3 +538,42 @@ def test_run_minutes_is_declared_for_the_engine_to_post():
         "minute",
         "sum",
     )
+
+
+async def test_a_run_measures_its_services_meters_and_posts_its_minutes_when_it_ends(
+    runtime, config_dir
+):
+    from sqlalchemy import select
+
+    from hub.apply import apply
+    from hub.config import load_config
+    from hub.engine.run import run_route
+    from hub.store.tables import usage_events
+
+    # The example's payroll service lists paychecks_processed and employees_served.
+    await apply(runtime.engine, load_config(config_dir))
+    first = await run_route(runtime.engine, runtime.plugins, "eastview-payroll")
+    coop = config_dir / "cooperative.toml"
+    coop.write_text(
+        coop.read_text().replace(
+            'meters = ["paychecks_processed", "employees_served"]', "meters = []"
+        )
+    )
+    await apply(runtime.engine, load_config(config_dir))
+    second = await run_route(runtime.engine, runtime.plugins, "millbrook-payroll")
+
+    async with runtime.engine.connect() as conn:
+        rows = (
+            await conn.execute(select(usage_events.c.run_id, usage_events.c.meter).distinct())
+        ).all()
+        minutes = await conn.scalar(
+            select(usage_events.c.quantity).where(
+                usage_events.c.idempotency_key == f"run:{first.id}:run_minutes"
+            )
+        )
+    measured = {run: sorted(m for r, m in rows if r == run) for run in (first.id, second.id)}
+    assert measured == {
+        first.id: ["employees_served", "paychecks_processed", "records_synced", "run_minutes"],
+        second.id: ["records_synced", "run_minutes"],
+    }
+    assert Decimal("0.01") <= minutes < Decimal(5)
