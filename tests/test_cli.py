@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -172,3 +174,41 @@ def test_check_of_a_broken_connection_exits_1_with_the_reason(tmp_path):
         f"ConnectorConfigError: folder {config / 'sample-data/eastview'} does not exist"
         in result.stdout
     )
+
+
+def test_a_closed_months_statements_go_to_the_accounting_connection_as_invoices(tmp_path):
+    import sqlite3
+
+    config = tmp_path / "config"
+    shutil.copytree(REPO / "config", config)
+    assert cohub("apply", str(config), cwd=tmp_path).returncode == 0
+    env = {"COHUB_CONFIG": str(config)}
+    posted = cohub(
+        *("usage", "post", "--member", "eastview", "--service", "cbo-payroll"),
+        *("--meter", "records_synced", "--quantity", "1200", "--key", "oct-lines"),
+        *("--at", "2026-10-15T12:00:00-04:00"),
+        cwd=tmp_path,
+        env=env,
+    )
+    assert posted.returncode == 0, posted.stderr
+
+    refused = cohub("billing", "send", "2026-10", "--to", "cbo-payroll-db", cwd=tmp_path, env=env)
+    closed = cohub("billing", "close", "2026-10", cwd=tmp_path, env=env)
+    sent = [
+        cohub("billing", "send", "2026-10", "--to", "cbo-payroll-db", cwd=tmp_path, env=env)
+        for _ in range(2)
+    ]
+
+    assert refused.returncode == 2
+    assert "cohub billing close 2026-10` first" in refused.stderr
+    assert closed.returncode == 0 and "stored 3 statement(s)" in closed.stdout
+    assert all(s.returncode == 0 for s in sent), sent[-1].stderr
+    with sqlite3.connect(tmp_path / ".cohub" / "cbo_payroll.db") as db:
+        invoices = db.execute(
+            "SELECT member, invoice_id, vendor_id, total_amount FROM invoices ORDER BY member"
+        ).fetchall()
+    # 1,000 pay lines at 0.35 and 200 at 0.28, plus a twelfth of the administration budget
+    # split by RWADA (October is the fourth month: 104,166.67 this month).
+    assert invoices[0][:3] == ("eastview", "2026-10-eastview", "northern-rivers")
+    assert [row[0] for row in invoices] == ["eastview", "harbor-falls", "millbrook"]
+    assert Decimal(invoices[0][3]) == Decimal("350.00") + Decimal("56.00") + Decimal("32975.18")
