@@ -80,7 +80,13 @@ def measure(
             host.report(host.owner("meter", meter.name), f"meter {meter.name}", error)
             continue
         quantities.extend(
-            UsageQuantity(meter=meter.name, member=member, quantity=quantity, subject=subject)
+            UsageQuantity(
+                meter=meter.name,
+                member=member,
+                quantity=quantity,
+                subject=subject,
+                key=f"{meter.name}:{member}:{subject}" if meter.once_per_subject else "",
+            )
             for subject, quantity in measured
             if quantity
         )
@@ -130,9 +136,8 @@ async def record_usage(
         conn,
         [
             UsageEvent(
-                idempotency_key=":".join(
-                    (fingerprint, q.meter, q.member, *((q.subject,) if q.subject else ()))
-                ),
+                idempotency_key=q.key
+                or ":".join((fingerprint, q.meter, q.member, *((q.subject,) if q.subject else ()))),
                 member=q.member,
                 service=service,
                 meter=q.meter,

@@ -5,12 +5,11 @@ Each measure looks only at the record kind it knows (the batch's `BatchContext.r
 answers None for any other batch, in one pass over the records: measures run on every batch.
 
 A record is delivered again whenever it changes (a ticket on each update, an order on each status
-change), and the ledger cannot tell a record it has seen from a new one across batches. Where a
-count must not grow with re-deliveries, the meter counts distinct subjects (``unique_count``):
-each paycheck, employee or ticket once per billing bucket, however many batches carry it. The
-purchasing meters are sums broken down by supplier and contract instead, so an order delivered
-again after a status change is counted again: counting each order once needs the ledger to key
-its events by the order rather than by the batch.
+change). Where a count must not grow with re-deliveries, the meter counts distinct subjects
+(``unique_count``): each paycheck, employee or ticket once per billing bucket, however many
+batches carry it. The purchasing meters count each order once ever (``once_per_subject``, their
+subjects are ``vendor/contract/order``): the first delivery of an order places it, at the amount
+it had then.
 
 `run_minutes` is not measured from batches: the engine posts it when a run ends.
 """
@@ -148,32 +147,32 @@ TICKETS_RESOLVED = Meter(
 
 
 def order_volumes(order: PurchaseOrder) -> dict[str, Decimal]:
-    """An order's total split by ``vendor_id/contract_id``: what its lines bought under each
-    cooperative contract, and the rest (lines under no contract, tax, freight, an order-level
-    discount) under ``vendor_id/`` so the parts add up to `total_amount` exactly."""
+    """An order's total split by ``vendor_id/contract_id/po_id``: what its lines bought under
+    each cooperative contract, and the rest (lines under no contract, tax, freight, an
+    order-level discount) under ``vendor_id//po_id`` so the parts add up to `total_amount`."""
     vendor = order.vendor_id
     volumes: dict[str, Decimal] = {}
     outside = order.total_amount
     for line in order.lines:
         if line.contract_id:
-            subject = f"{vendor}/{line.contract_id}"
+            subject = f"{vendor}/{line.contract_id}/{order.po_id}"
             volumes[subject] = volumes.get(subject, ZERO) + line.amount
             outside -= line.amount
     if outside or not volumes:
-        volumes[f"{vendor}/"] = outside
+        volumes[f"{vendor}//{order.po_id}"] = outside
     return volumes
 
 
 def order_subject(order: PurchaseOrder) -> str:
-    """``vendor_id/contract_id`` for the contract an order was placed under: the one its lines
-    spend the most under (ties go to the first in contract ID order), ``vendor_id/`` when no
-    line names a contract."""
+    """``vendor_id/contract_id/po_id`` for the contract an order was placed under: the one its
+    lines spend the most under (ties go to the first in contract ID order), an empty contract
+    when no line names one."""
     spent: dict[str, Decimal] = {}
     for line in order.lines:
         if line.contract_id:
             spent[line.contract_id] = spent.get(line.contract_id, ZERO) + line.amount
     contract = min(spent, key=lambda c: (-spent[c], c)) if spent else ""
-    return f"{order.vendor_id}/{contract}"
+    return f"{order.vendor_id}/{contract}/{order.po_id}"
 
 
 def purchase_orders_placed(
@@ -197,6 +196,7 @@ PURCHASE_ORDERS_PLACED = Meter(
     aggregation="sum",
     description="purchase orders delivered, not canceled, per supplier and contract",
     measure=purchase_orders_placed,
+    once_per_subject=True,
 )
 
 
@@ -221,6 +221,7 @@ PURCHASE_ORDER_VOLUME = Meter(
     aggregation="sum",
     description="dollar total of purchase orders delivered, not canceled, per supplier and contract",
     measure=purchase_order_volume,
+    once_per_subject=True,
 )
 
 

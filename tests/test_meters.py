@@ -228,7 +228,13 @@ def test_orders_are_counted_once_each_under_their_supplier_and_contract():
 
     answer = meters.PURCHASE_ORDERS_PLACED.measure(context("purchasing.purchase_order"), orders)
 
-    assert answer == {"V-DELL/NASPO-PC": 2, "V-STAPLES/": 2, "V-CDW/NASPO-PC": 1}
+    assert answer == {
+        "V-DELL/NASPO-PC/PO-1": 1,
+        "V-DELL/NASPO-PC/PO-2": 1,
+        "V-STAPLES//PO-3": 1,
+        "V-STAPLES//PO-4": 1,
+        "V-CDW/NASPO-PC/PO-5": 1,
+    }
 
 
 def test_order_volume_is_exact_and_adds_up_to_the_order_totals():
@@ -250,13 +256,14 @@ def test_order_volume_is_exact_and_adds_up_to_the_order_totals():
     volume = meters.PURCHASE_ORDER_VOLUME.measure(context("purchasing.purchase_order"), orders)
 
     assert volume == {
-        "V-DELL/NASPO-PC": Decimal("0.30"),
-        "V-CDW/OMNIA-IT": Decimal("19.99"),
-        "V-CDW/": Decimal("6.76"),
-        "V-STAPLES/": Decimal("80.00"),
+        "V-DELL/NASPO-PC/PO-1": Decimal("0.10"),
+        "V-DELL/NASPO-PC/PO-2": Decimal("0.20"),
+        "V-CDW/OMNIA-IT/PO-3": Decimal("19.99"),
+        "V-CDW//PO-3": Decimal("6.76"),
+        "V-STAPLES//PO-4": Decimal("80.00"),
     }
     assert all(type(amount) is Decimal for amount in volume.values())
-    assert str(volume["V-DELL/NASPO-PC"]) == "0.30"  # no binary float crept in
+    assert str(volume["V-DELL/NASPO-PC/PO-2"]) == "0.20"  # no binary float crept in
     assert meters.PURCHASE_ORDER_VOLUME.unit == "USD"
 
 
@@ -577,3 +584,31 @@ async def test_a_run_measures_its_services_meters_and_posts_its_minutes_when_it_
         second.id: ["records_synced", "run_minutes"],
     }
     assert Decimal("0.01") <= minutes < Decimal(5)
+
+
+async def test_an_order_delivered_again_after_a_status_change_is_placed_once(tmp_path):
+    engine = create_engine(f"sqlite:///{tmp_path}/hub.db")
+    await migrate.upgrade(engine)
+    host = PluginHost([])
+    placed = order("PO-1", "V-DELL", "1200.00", order_line(1, "1200.00", "NASPO-PC"))
+    approved = order(
+        "PO-1", "V-DELL", "1200.00", order_line(1, "1200.00", "NASPO-PC"), status="approved"
+    )
+    try:
+        for number, batch in enumerate([[placed], [approved]]):
+            usage = measure(host, context("purchasing.purchase_order"), batch)
+            async with writing(engine) as conn:
+                await record_usage(
+                    conn,
+                    usage,
+                    fingerprint=f"batch-{number}",
+                    service="purchasing",
+                    occurred_at=datetime(2026, 10, 1, 16, tzinfo=UTC),
+                )
+        async with engine.connect() as conn:
+            totals = {t.meter: t.quantity for t in await usage_totals(conn, host.meters())}
+    finally:
+        await engine.dispose()
+
+    assert totals["purchase_orders_placed"] == 1
+    assert totals["purchase_order_volume"] == Decimal("1200.00")

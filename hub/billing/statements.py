@@ -280,7 +280,12 @@ async def _subject_usage(
         .where(daily.service == service, daily.meter == meter, daily.period == month)
         .group_by(daily.subject, daily.member)
     )
-    return {(subject or "(none)", code): total for subject, code, total in rows.all()}
+    volumes: dict[tuple[str, str], Decimal] = {}
+    for subject, code, total in rows.all():
+        # Subjects may name the order too (vendor/contract/order): the fee is per contract.
+        supplier = "/".join(subject.split("/")[:2]) or "(none)"
+        volumes[supplier, code] = volumes.get((supplier, code), ZERO) + total
+    return volumes
 
 
 async def _true_up(

@@ -46,6 +46,10 @@ class Meter(msgspec.Struct, frozen=True, kw_only=True):
     aggregation: Aggregation = "sum"
     description: str = ""
     measure: Measure | None = None
+    #: Count each subject once ever, the first time it is measured, however often a record is
+    #: delivered again (an order re-sent on every status change is still placed once). Needs a
+    #: measure that answers ``{subject: quantity}`` with subjects that identify the record.
+    once_per_subject: bool = False
 
 
 #: A transform takes a batch's records and returns the records to deliver (it may drop or replace

@@ -60,6 +60,8 @@ class UsageQuantity(msgspec.Struct, frozen=True, kw_only=True):
     quantity: Decimal
     #: What a unique-count or per-subject meter counted ("" for a plain quantity).
     subject: str = ""
+    #: The ledger key of a meter that counts each subject once (else the batch's key is used).
+    key: str = ""
 
 
 class CommittedBatch(msgspec.Struct, frozen=True, kw_only=True):
