@@ -114,6 +114,11 @@ def next_month(month: str) -> str:
     return _month(year * 12 + number)
 
 
+def previous_month(month: str) -> str:
+    year, number = _split(month)
+    return _month(year * 12 + number - 2)
+
+
 def _month(index: int) -> str:
     """Month number `index` counted from January of year 0 (0-based) as ``YYYY-MM``."""
     return f"{index // 12:04d}-{index % 12 + 1:02d}"

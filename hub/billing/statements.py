@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.billing import allocation
-from hub.billing.periods import FiscalCalendar
+from hub.billing.periods import FiscalCalendar, previous_month
 from hub.billing.plans import MEMBER_COUNTS, POOL_METHODS, BillingPlans, Plan, rate_card
 from hub.metering import load_calendar, usage_totals
 from hub.model.purchasing import Invoice, InvoiceLine
@@ -49,6 +49,11 @@ class StatementLine(msgspec.Struct, frozen=True, kw_only=True):
     rate: Decimal | None
     amount: Decimal
     adjusts: str = ""
+
+    @property
+    def label(self) -> str:
+        """The kind of line as a statement prints it: ``adjusts 2026-08`` for an adjustment."""
+        return f"adjusts {self.adjusts}" if self.kind == "adjustment" else self.kind
 
 
 class Statement(msgspec.Struct, frozen=True, kw_only=True):
@@ -211,7 +216,7 @@ async def compute_statements(
             if plan is None or plan.meter != meter:
                 continue
             now = await biller.charges(service, plan, closed, month)
-            before = await biller.charges(service, plan, closed, _previous(month))
+            before = await biller.charges(service, plan, closed, previous_month(month))
             adjustment = msgspec.structs.replace(
                 _template(service, plan, month, coser, meters), kind="adjustment", adjusts=closed
             )
@@ -360,12 +365,6 @@ def _difference(
     return result
 
 
-def _previous(month: str) -> str:
-    year, number = int(month[:4]), int(month[5:])
-    index = year * 12 + number - 2
-    return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
 async def _members(conn: AsyncConnection) -> dict[str, Any]:
     rows = (await conn.execute(select(members).order_by(members.c.code))).mappings().all()
     return {row["code"]: row for row in rows}
@@ -397,7 +396,7 @@ def as_invoice(statement: Statement, issuer: str, issued_on: date, issued_at: da
                         line.service,
                         line.coser or "",
                         line.month,
-                        f"adjusts {line.adjusts}" if line.kind == "adjustment" else line.kind,
+                        line.label,
                     )
                     if part
                 ),

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import html
-import io
-import json
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,8 +14,15 @@ from rich.table import Table
 from sqlalchemy import select
 
 from hub.billing.periods import PeriodError
-from hub.billing.statements import Statement, as_invoice, compute_statements, supplier_fees
-from hub.cli.common import UsageError, actor, ensure_schema, err, out
+from hub.billing.plans import POOL_METHODS
+from hub.billing.statements import (
+    Statement,
+    StatementLine,
+    as_invoice,
+    compute_statements,
+    supplier_fees,
+)
+from hub.cli.common import UsageError, actor, data_text, ensure_schema, err, out
 from hub.config import load_config
 from hub.engine.connections import open_connector, stored_connections
 from hub.metering import PeriodClosed, close_period, load_calendar
@@ -221,38 +225,33 @@ def print_statement(statement: Statement) -> None:
             column, justify="right" if column in ("quantity", "rate/share", "amount") else "left"
         )
     for line in statement.lines:
-        kind = f"adjusts {line.adjusts}" if line.kind == "adjustment" else line.kind
-        table.add_row(
-            line.service,
-            line.coser or "",
-            line.month,
-            kind,
-            line.meter or "",
-            "" if line.quantity is None else f"{line.quantity.normalize():,f}",
-            _rate(line.rate, line.method),
-            f"{line.amount:,.2f}",
-        )
+        table.add_row(*_cells(line))
     out.print(table)
 
 
-def _rate(rate: Decimal | None, method: str) -> str:
-    if rate is None:
-        return ""
-    if method in ("proportional", "weighted", "equal", "patronage"):
-        return f"{rate * 100:.4f} %"
-    return f"{rate:,f}"
+def _cells(line: StatementLine) -> tuple[str, ...]:
+    """A statement line's cells as the table and the HTML page show them."""
+    if line.rate is None:
+        rate = ""
+    elif line.method in POOL_METHODS:
+        rate = f"{line.rate * 100:.4f} %"  # a share of the pool
+    else:
+        rate = f"{line.rate:,f}"
+    return (
+        line.service,
+        line.coser or "",
+        line.month,
+        line.label,
+        line.meter or "",
+        "" if line.quantity is None else f"{line.quantity.normalize():,f}",
+        rate,
+        f"{line.amount:,.2f}",
+    )
 
 
 def _emit(args: argparse.Namespace, rows: list[dict[str, str]], title: str) -> None:
-    if args.form == "json":
-        _write(args, json.dumps(rows, indent=2) + "\n")
-    elif args.form == "csv" or args.form == "html":
-        buffer = io.StringIO()
-        if rows:
-            writer = csv.DictWriter(buffer, list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        _write(args, buffer.getvalue())
+    if args.form in ("json", "csv", "html"):
+        _write(args, data_text(rows, "json" if args.form == "json" else "csv"))
     else:
         table = Table(title=title)
         for column in rows[0] if rows else ():
@@ -278,18 +277,7 @@ def _html(found: list[Statement], cooperative_name: str) -> str:
             "<tr>"
             + "".join(
                 f"<td class={'num' if i >= 5 else 'txt'}>{html.escape(cell)}</td>"
-                for i, cell in enumerate(
-                    (
-                        line.service,
-                        line.coser or "",
-                        line.month,
-                        f"adjusts {line.adjusts}" if line.kind == "adjustment" else line.kind,
-                        line.meter or "",
-                        "" if line.quantity is None else f"{line.quantity.normalize():,f}",
-                        _rate(line.rate, line.method),
-                        f"{line.amount:,.2f}",
-                    )
-                )
+                for i, cell in enumerate(_cells(line))
             )
             + "</tr>"
             for line in statement.lines

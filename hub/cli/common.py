@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import getpass
+import io
+import json
 import os
 import sys
 
@@ -42,6 +45,20 @@ async def ensure_schema(runtime: Runtime) -> None:
     )
 
 
+def data_text(rows: list[dict[str, str]], form: str, columns: list[str] | None = None) -> str:
+    """Rows as JSON or CSV text, for standard output or a file (never through the console,
+    which wraps long lines). CSV has a header when there are rows or `columns` are given."""
+    if form == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    buffer = io.StringIO()
+    header = columns or (list(rows[0]) if rows else None)
+    if header:
+        writer = csv.DictWriter(buffer, header)
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
 def progress_bar() -> Progress:
     """Progress for long work: drawn in a terminal, silent in the daemon and in pipes."""
     return Progress(
@@ -56,4 +73,13 @@ def progress_bar() -> Progress:
     )
 
 
-__all__ = ["UsageError", "actor", "ensure_schema", "err", "escape", "out", "progress_bar"]
+__all__ = [
+    "UsageError",
+    "actor",
+    "data_text",
+    "ensure_schema",
+    "err",
+    "escape",
+    "out",
+    "progress_bar",
+]

@@ -17,7 +17,7 @@ import msgspec
 from rich.table import Table
 from sqlalchemy import select
 
-from hub.cli.common import UsageError, ensure_schema, out
+from hub.cli.common import UsageError, data_text, ensure_schema, out
 from hub.metering import UsageEvent, UsageTotal, append_usage, checked_quantity, usage_totals
 from hub.runtime import Runtime
 from hub.store.database import writing
@@ -78,16 +78,9 @@ def print_totals(totals: list[UsageTotal], form: str = "table", *, by: str = "to
         }
         for t in totals
     ]
-    if form == "json":
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")  # unwrapped, unlike a console
-        return
-    if form == "csv":
-        buffer = io.StringIO()
-        columns = ["member", "service", "meter", *([by] if by != "total" else [])]
-        writer = csv.DictWriter(buffer, [*columns, "quantity", "unit", "aggregation"])
-        writer.writeheader()
-        writer.writerows(rows)
-        sys.stdout.write(buffer.getvalue())
+    if form in ("json", "csv"):
+        keys = ["member", "service", "meter", *([by] if by != "total" else [])]
+        sys.stdout.write(data_text(rows, form, [*keys, "quantity", "unit", "aggregation"]))
         return
     table = Table(title="Usage")
     for column in rows[0] if rows else ("member", "service", "meter", "quantity"):
