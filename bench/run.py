@@ -298,6 +298,7 @@ class Context:
     total_cents: int
     batch_size: int
     workdir: Path
+    parallel_reads: int
 
 
 @dataclass
@@ -362,7 +363,14 @@ def cohub_config(ctx: Context, base: Path, jsonl: bool) -> tuple[list[list[str]]
     from sync_throughput import cohub_command, cohub_env, write_config
 
     config = base / "config"
-    write_config(config, ctx.export, ctx.pg.url, ctx.batch_size, secret=False)
+    write_config(
+        config,
+        ctx.export,
+        ctx.pg.url,
+        ctx.batch_size,
+        secret=False,
+        parallel_reads=ctx.parallel_reads,
+    )
     if jsonl:
         out = base / "out"
         out.mkdir()
@@ -761,6 +769,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per contender and size (median)")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--batch-size", type=int, default=5000)
+    parser.add_argument(
+        "--parallel-reads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="Cohub's route parallel_reads: parts of the export read at once (default: the CPUs)",
+    )
     parser.add_argument("--only", help="comma-separated contender keys (default: all)")
     parser.add_argument("--setup", action="store_true", help="run bench/setup_contenders.sh first")
     parser.add_argument(
@@ -816,6 +830,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": args.runs,
         "seed": args.seed,
         "batch_size": args.batch_size,
+        "parallel_reads": args.parallel_reads,
         "environment": environment_facts(pg_version),
         "code_fingerprint": code_fingerprint(),
         "memory": "peak_mib is the max over the run of the summed RSS of every process of the "
@@ -833,7 +848,9 @@ def main(argv: list[str] | None = None) -> int:
         console.print(f"export: {export} ({lines:,} lines)")
         if any(c.source == "postgresql" and status[c.key] is None for c in chosen):
             load_source_table(pg, export)
-        ctx = Context(pg, export, lines, meta["total_cents"], args.batch_size, workdir)
+        ctx = Context(
+            pg, export, lines, meta["total_cents"], args.batch_size, workdir, args.parallel_reads
+        )
         errors: dict[str, str] = {}
         for contender in chosen:
             contender.results = []

@@ -487,9 +487,16 @@ def toml_string(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
-def write_config(directory: Path, export: Path, url: str, batch_size: int, secret: bool) -> None:
+def write_config(
+    directory: Path,
+    export: Path,
+    url: str,
+    batch_size: int,
+    secret: bool,
+    parallel_reads: int = 1,
+) -> None:
     """A configuration folder: one member, one service, the export as source, the target as
-    destination, one route."""
+    destination, one route (reading the export in `parallel_reads` parts at once)."""
     if directory.exists():
         shutil.rmtree(directory)
     (directory / "connections").mkdir(parents=True)
@@ -562,6 +569,7 @@ destination = "bench-db"
 destination_stream = "{STREAM}"
 service = "cbo-payroll"
 batch_size = {batch_size}
+parallel_reads = {parallel_reads}
 """
     )
 

@@ -35,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub import sdk
@@ -292,9 +293,17 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
                 f"{self.config.table_prefix}{stream}", record, self.config.schema_name
             )
             if self.config.create_tables:
-                async with self.engine.begin() as conn:
-                    await conn.run_sync(table.table.create, checkfirst=True)
-                    await conn.run_sync(_add_missing_columns, table.table)
+                for attempt in (1, 2):
+                    try:
+                        async with self.engine.begin() as conn:
+                            await conn.run_sync(table.table.create, checkfirst=True)
+                            await conn.run_sync(_add_missing_columns, table.table)
+                        break
+                    except DBAPIError:
+                        # Another process (a part of a partitioned read, another worker) made
+                        # the table or column at the same moment: a second look finds it.
+                        if attempt == 2:
+                            raise
             self._tables[stream] = table
         return self._tables[stream]
 

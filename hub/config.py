@@ -93,6 +93,9 @@ class Route(Strict):
     lookback_seconds: int = 0
     #: Seconds one connector or hook call may take before the run fails naming the plugin.
     call_timeout_seconds: float = 300.0
+    #: Parts of the source's read to run side by side, each in a process of its own, for
+    #: sources that can split their read (`flat_file`: large files); 1 reads serially.
+    parallel_reads: int = 1
     enabled: bool = True
 
 
@@ -336,6 +339,8 @@ def load_config(directory: str | Path) -> HubConfig:
             issues.add(routes_file, f"{key}.lookback_seconds", "must not be negative")
         if route.call_timeout_seconds <= 0:
             issues.add(routes_file, f"{key}.call_timeout_seconds", "must be more than 0")
+        if route.parallel_reads < 1:
+            issues.add(routes_file, f"{key}.parallel_reads", "must be at least 1")
 
     billing_file = root / "billing.toml"
     billing: BillingPlans | None = BillingPlans()

@@ -22,6 +22,22 @@ from hub.store.database import writing
 from hub.store.tables import dead_letters, runs, stream_states
 
 
+class Delivered(msgspec.Struct, frozen=True, kw_only=True):
+    """A batch the destination has written: what its checkpoint commits. Plain data, so a part
+    of a partitioned read can send it from its own process (records stay there)."""
+
+    state_before: State | None
+    state: State
+    member: str | None
+    read: int
+    written: int
+    rejects: list[Reject]
+    usage: list[UsageQuantity]
+    #: Calls to vendor systems retried while the batch was read and written, where the run's
+    #: own counters did not see them (a part's process).
+    retried: int = 0
+
+
 class StreamState(msgspec.Struct, frozen=True, kw_only=True):
     """Where a route resumes: the source's state, and for full refreshes the run that began the
     current read cycle and whether that cycle finished."""

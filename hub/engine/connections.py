@@ -43,6 +43,7 @@ class RouteRow(msgspec.Struct, frozen=True, kw_only=True):
     mode: str = "incremental"
     lookback_seconds: int = 0
     call_timeout_seconds: float = 300.0
+    parallel_reads: int = 1
     enabled: bool = True
     #: The service's meters besides the hub's own (None: every registered meter).
     meters: list[str] | None = None

@@ -14,7 +14,8 @@ import inspect
 import os
 import socket
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -25,7 +26,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from hub.engine.checkpoint import commit_batch, load_state, save_state
+from hub.engine.checkpoint import Delivered, commit_batch, load_state, save_state
 from hub.engine.connections import ConnectionRow, RouteRow, load_route, open_connector
 from hub.metering import UsageEvent, append_usage, batch_fingerprint, measure
 from hub.meters import run_minutes
@@ -71,7 +72,11 @@ class RunSummary(msgspec.Struct, kw_only=True):
 Progress = Callable[[str, RunCounts], None]
 
 
-class ConnectionFailed(Exception):
+class RunFailed(Exception):
+    """A failure whose message already says what failed (secrets scrubbed): shown as it is."""
+
+
+class ConnectionFailed(RunFailed):
     """A connector raised while reading or writing; the message names connection and plugin."""
 
     def __init__(
@@ -82,6 +87,13 @@ class ConnectionFailed(Exception):
             f"connection {connection.name!r} ({connection.connector}, plugin {plugin!r}) "
             f"failed to {action}: {describe(error)}"
         )
+
+
+def error_text(error: BaseException) -> str:
+    """What a run's failure says: a named failure's own message, or the error described; secrets
+    scrubbed either way."""
+    named = isinstance(error, RunFailed | PluginHookError)
+    return redact_text(str(error) if named else describe(error))
 
 
 class Start(msgspec.Struct, frozen=True):
@@ -192,30 +204,41 @@ class Run:
 
     async def _connect_and_pump(self) -> tuple[str, str | None]:
         """Open both connections and pump batches: (status, error message with secrets scrubbed)."""
+        try:
+            async with self.connected() as (source, destination):
+                parts = await self._partitions(source)
+                if parts:
+                    from hub.engine.partitions import pump_parts  # it builds on this module
+
+                    status = await pump_parts(self, source, parts)
+                else:
+                    status = await self.pump(source, destination, self.start.state)
+                if status == "succeeded" and self.route.mode == "full_refresh_deletes":
+                    self.counts.deleted = await self._call(
+                        destination.delete_missing(
+                            self.route.destination_stream, self.route.member, self.start.generation
+                        ),
+                        "delete_missing",
+                        lambda error: ConnectionFailed(
+                            self.host, self.route.destination, "mark deletes", error
+                        ),
+                        expect=int,
+                    )
+            return status, None
+        except Exception as error:
+            return "failed", error_text(error)
+
+    @asynccontextmanager
+    async def connected(self) -> AsyncIterator[tuple[Connector, Connector]]:
+        """The route's source, set up for this route, and destination; both closed after."""
         opened: list[Connector] = []
         try:
             source = open_connector(self.host, self.route.source)
             source.batch_size = self.route.batch_size
             source.lookback = timedelta(seconds=self.route.lookback_seconds)
             opened.append(source)
-            destination = open_connector(self.host, self.route.destination)
-            opened.append(destination)
-            status = await self._pump(source, destination)
-            if status == "succeeded" and self.route.mode == "full_refresh_deletes":
-                self.counts.deleted = await self._call(
-                    destination.delete_missing(
-                        self.route.destination_stream, self.route.member, self.start.generation
-                    ),
-                    "delete_missing",
-                    lambda error: ConnectionFailed(
-                        self.host, self.route.destination, "mark deletes", error
-                    ),
-                    expect=int,
-                )
-            return status, None
-        except Exception as error:
-            named = isinstance(error, ConnectionFailed | PluginHookError)
-            return "failed", redact_text(str(error) if named else describe(error))
+            opened.append(open_connector(self.host, self.route.destination))
+            yield source, opened[1]
         finally:
             for connector in opened:
                 try:
@@ -249,16 +272,46 @@ class Run:
             raise blame(TypeError(f"{what} returned {type(result).__name__}, not {wanted}"))
         return result
 
-    async def _pump(self, source: Connector, destination: Connector) -> str:
+    async def _partitions(self, source: Connector) -> list[dict[str, Any]] | None:
+        """The parts to read side by side: those of a partitioned read in progress, or the
+        source's split of a new read when the route allows parallel reads; None reads serially."""
+        from hub.engine import partitions  # it builds on this module
+
+        if not partitions.can_fork():
+            return None
+        if partitions.in_progress(self.start.state):
+            return partitions.stored_parts(self.start.state)
+        if self.route.parallel_reads < 2:
+            return None
+        states = await self._call(
+            source.partitions(
+                self.route.source_stream, self.start.state, self.route.parallel_reads
+            ),
+            "partitions",
+            self.blame_source,
+            expect=(list, type(None)),
+        )
+        if states and any(not isinstance(state, dict) for state in states):
+            raise self.blame_source(TypeError("partitions returned a list holding a non-dict"))
+        return partitions.new_parts(states) if states and len(states) > 1 else None
+
+    def blame_source(self, error: BaseException) -> ConnectionFailed:
+        """`error` as the source connection's failure to read."""
+        return ConnectionFailed(self.host, self.route.source, "read", error)
+
+    def stopping(self) -> bool:
+        """Whether the run was asked to stop after the batches in hand."""
+        return self.stop is not None and self.stop.is_set()
+
+    async def pump(self, source: Connector, destination: Connector, start: State | None) -> str:
+        """Read `source` after `start`, write, and checkpoint every batch in read order."""
         queue: asyncio.Queue[Batch | _SourceFailed | None] = asyncio.Queue(maxsize=QUEUE_DEPTH)
         route = self.route
-
-        def blame_source(error: BaseException) -> Exception:
-            return ConnectionFailed(self.host, route.source, "read", error)
+        blame_source = self.blame_source
 
         async def produce() -> None:
             try:
-                batches = source.read(route.source_stream, self.start.state)
+                batches = source.read(route.source_stream, start)
 
                 async def next_batch() -> Batch | None:
                     try:
@@ -284,7 +337,7 @@ class Run:
         limit = self._write_limit(destination)
         producer = asyncio.create_task(produce())
         writing_now: deque[Delivery] = deque()
-        state = self.start.state
+        state = start
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, _SourceFailed):
@@ -325,56 +378,64 @@ class Run:
             delivery = writing_now[0]
             written, usage = await delivery.write
             writing_now.popleft()
-            cancel = await self._checkpoint(delivery, written, usage) or cancel
-            if self.progress is not None:
-                self.progress(self.route.name, self.counts)
-            cancel = cancel or (self.stop is not None and self.stop.is_set())
+            batch = delivery.batch
+            delivered = Delivered(
+                state_before=delivery.state_before,
+                state=batch.state,
+                member=batch.member or self.route.member,
+                read=len(batch.records) + len(batch.rejects),
+                written=written,
+                rejects=batch.rejects,
+                usage=usage,
+            )
+            cancel = await self.checkpoint(delivered) or cancel
+            cancel = cancel or self.stopping()
         return cancel
 
-    async def _checkpoint(
-        self, delivery: Delivery, written: int, usage: list[UsageQuantity]
-    ) -> bool:
-        """Commit a written batch's checkpoint, usage and dead letters; whether to stop."""
-        batch = delivery.batch
+    async def checkpoint(self, delivered: Delivered, stored: State | None = None) -> bool:
+        """Commit a delivered batch's checkpoint (`stored`, else the batch's own state), usage
+        and dead letters; whether to stop."""
         counts = self.counts
-        counts.read += len(batch.records) + len(batch.rejects)
-        counts.written += written
-        counts.rejected += len(batch.rejects)
+        counts.read += delivered.read
+        counts.written += delivered.written
+        counts.rejected += len(delivered.rejects)
+        counts.retried += delivered.retried
         counts.batches += 1
         route = self.route
-        member = batch.member or route.member
         cancel = await commit_batch(
             self.engine,
             run_id=self.info.id,
             route=route.name,
             stream=route.source_stream,
-            member=member,
+            member=delivered.member,
             service=route.service,
-            state=batch.state,
+            state=delivered.state if stored is None else stored,
             generation=self.start.generation,
             counts=counts,
-            usage=usage,
+            usage=delivered.usage,
             fingerprint=batch_fingerprint(
                 route.name,
                 route.source_stream,
-                delivery.state_before,
-                batch.state,
+                delivered.state_before,
+                delivered.state,
                 self.start.generation,
             ),
-            rejects=batch.rejects,
+            rejects=delivered.rejects,
         )
-        log.debug("batch.committed", written=written, rejected=len(batch.rejects))
+        log.debug("batch.committed", written=delivered.written, rejected=len(delivered.rejects))
         await self.host.notify(
             "cohub_batch_committed",
             timeout=self.timeout,
             run=self.info,
             batch=CommittedBatch(
                 stream=route.source_stream,
-                written=written,
-                rejected=len(batch.rejects),
-                usage=usage,
+                written=delivered.written,
+                rejected=len(delivered.rejects),
+                usage=delivered.usage,
             ),
         )
+        if self.progress is not None:
+            self.progress(route.name, counts)
         return cancel
 
     async def send(self, destination: Connector, batch: Batch) -> tuple[int, list[UsageQuantity]]:

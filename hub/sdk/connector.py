@@ -124,6 +124,22 @@ class Connector(Generic[OptionsT]):
         """Yield batches of `stream` after `state` (None: from the beginning)."""
         raise NotImplementedError(f"connector {self.name!r} cannot be read from")
 
+    async def partitions(self, stream: str, state: State | None, count: int) -> list[State] | None:
+        """Split what `read(stream, state)` would read into parts to read side by side, each as
+        the state `read` starts that part from; or None (the default) to read serially, when
+        the source cannot split or it is not worth it. `count` is the route's `parallel_reads`:
+        aim for about that many parts, or a multiple of it for uneven ones.
+
+        Each part is read by its own connector instance in its own process, so a part's state
+        must say everything about it, and its batches carry states of that part alone. Once
+        every part was read to its end, `join_partitions` makes one state of theirs."""
+        return None
+
+    def join_partitions(self, stream: str, parts: list[State]) -> State:
+        """The state after every part was read to its end (`parts` as their last batches left
+        them): the state the next, serial, `read` starts from."""
+        raise NotImplementedError(f"connector {self.name!r} cannot join partitions")
+
     def pii_columns(self, stream: str) -> frozenset[str]:
         """Source field names in `stream`'s raw records that hold PII, masked wherever a dead
         letter is shown (as are fields named like any canonical record's PII field)."""

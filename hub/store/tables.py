@@ -90,6 +90,7 @@ routes = Table(
     Column("mode", String(32), nullable=False, default="incremental", server_default="incremental"),
     Column("lookback_seconds", Integer, nullable=False, default=0, server_default="0"),
     Column("call_timeout_seconds", Float, nullable=False, default=300.0, server_default="300"),
+    Column("parallel_reads", Integer, nullable=False, default=1, server_default="1"),
     Column("enabled", Boolean, nullable=False, default=True),
 )
 
