@@ -302,18 +302,20 @@ SPLITTABLE_ENCODINGS = ("utf-8", "ascii", "iso8859", "cp125", "mac-")
 
 #: Every byte but the quote and the newline, deleted to look at a block's quoting at C speed.
 _NOT_QUOTE_OR_NEWLINE = bytes(b for b in range(256) if b not in b'"\n')
-_QUOTE_OR_NEWLINE = re.compile(rb'["\n]')
+_QUOTE_OR_LINE_END = re.compile(rb'"|\r\n?|\n')
 
 
-def split_rows(path: Path, parts: int, min_rows: int) -> tuple[str, list[tuple[int, int, int]]]:
+def split_rows(
+    path: Path, parts: int, min_rows: int, block_size: int = 1 << 22
+) -> tuple[str, list[tuple[int, int, int]]]:
     """The file's SHA-256 and its data rows in about `parts` byte ranges of at least `min_rows`
     rows each: (begin, end, number of the first data row, counted from 1 after the header).
 
-    A row ends at a newline outside quotes (RFC 4180: a quote inside a quoted field is doubled,
-    so the count of quotes before a newline is even exactly when the newline ends a row). Most
-    blocks are settled at C speed: with the other bytes deleted and adjacent quote pairs removed,
-    no quote is left when no field in the block spans lines; only the rare block with such a
-    field is walked quote by quote."""
+    A row ends at a line end outside quotes, as `csv` reads it: LF, CRLF or a lone CR (RFC 4180:
+    a quote inside a quoted field is doubled, so the count of quotes before a line end is even
+    exactly when it ends a row). Most blocks are settled at C speed: with every byte but quotes
+    and LFs deleted and adjacent quote pairs removed, no quote is left when no field in the block
+    spans lines; only a block with such a field, or with a lone CR, is walked mark by mark."""
     size = path.stat().st_size
     targets = [0] + [size * k // parts for k in range(1, parts)]  # the first finds the header
     starts: list[tuple[int, int]] = []  # (offset where a row starts, rows before it)
@@ -321,16 +323,17 @@ def split_rows(path: Path, parts: int, min_rows: int) -> tuple[str, list[tuple[i
     rows, offset, quoted, last = 0, 0, False, b"\n"
     with path.open("rb") as handle:
         # Blocks end at a line end, so a block cut inside a quoted field does not look unsettled.
-        while block := handle.read(1 << 22) + handle.readline():
+        while block := handle.read(block_size) + handle.readline():
             digest.update(block)
             reduced = block.translate(None, _NOT_QUOTE_OR_NEWLINE)
-            if not quoted and b'"' not in reduced.replace(b'""', b""):
+            settled = not quoted and b'"' not in reduced.replace(b'""', b"")
+            if settled and block.count(b"\r") == block.count(b"\r\n"):
                 while targets and (newline := block.find(b"\n", max(targets[0] - offset, 0))) >= 0:
                     starts.append((offset + newline + 1, rows + block.count(b"\n", 0, newline + 1)))
                     targets.pop(0)
                 rows += reduced.count(b"\n")
             else:
-                for found in _QUOTE_OR_NEWLINE.finditer(block):
+                for found in _QUOTE_OR_LINE_END.finditer(block):
                     if found.group() == b'"':
                         quoted = not quoted
                     elif not quoted:
@@ -339,8 +342,10 @@ def split_rows(path: Path, parts: int, min_rows: int) -> tuple[str, list[tuple[i
                             starts.append((offset + found.end(), rows))
                             targets.pop(0)
             offset, last = offset + len(block), block[-1:]
-    if last != b"\n":
+    if last not in (b"\n", b"\r"):
         rows += 1  # the last row has no line end
+    if not starts:
+        return digest.hexdigest(), []  # not even the header ends
     ranges: list[list[int]] = []  # [begin, end, first data row, rows]
     for (begin, before), (end, after) in zip(starts, [*starts[1:], (size, rows)], strict=True):
         if ranges and ranges[-1][3] < min_rows:  # too small: grow it

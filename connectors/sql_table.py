@@ -39,7 +39,14 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub import sdk
-from hub.sdk.sql import UtcDateTime, create_engine, exact_decimal, upsert, upsert_values
+from hub.sdk.sql import (
+    UtcDateTime,
+    create_engine,
+    exact_decimal,
+    upsert,
+    upsert_values,
+    writing,
+)
 
 KEY_COLUMNS = ("member", "record_key")
 GENERATION = "sync_generation"
@@ -295,7 +302,7 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
             if self.config.create_tables:
                 for attempt in (1, 2):
                     try:
-                        async with self.engine.begin() as conn:
+                        async with writing(self.engine) as conn:
                             await conn.run_sync(table.table.create, checkfirst=True)
                             await conn.run_sync(_add_missing_columns, table.table)
                         break

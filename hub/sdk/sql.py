@@ -1,6 +1,6 @@
 """SQL helpers for connectors: the hub's engine factory and dialect-aware upserts."""
 
-from hub.store.database import async_url, create_engine
+from hub.store.database import async_url, create_engine, writing
 from hub.store.types import UtcDateTime, exact_decimal
 from hub.store.upsert import insert_ignoring_duplicates, upsert, upsert_values
 
@@ -12,4 +12,5 @@ __all__ = [
     "insert_ignoring_duplicates",
     "upsert",
     "upsert_values",
+    "writing",
 ]
