@@ -68,8 +68,8 @@ QUIET_ENV = {"DO_NOT_TRACK": "1", "AIRBYTE_OFFLINE_MODE": "true", "MELTANO_DISAB
 # -- measuring a process tree ----------------------------------------------------------------
 
 
-def _tree_rss(roots: list[int]) -> list[int]:
-    """Resident bytes of each root process and all its descendants, now (from /proc)."""
+def _tree_memory(roots: list[int]) -> list[tuple[int, int]]:
+    """(PSS, RSS) bytes of each root process with all its descendants, now (from /proc)."""
     parents: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -80,7 +80,6 @@ def _tree_rss(roots: list[int]) -> list[int]:
         except OSError:
             continue
         parents[int(entry.name)] = int(stat[stat.rfind(b")") + 2 :].split()[1])
-    page = os.sysconf("SC_PAGE_SIZE")
     sums = []
     for root in roots:
         members = {root}
@@ -91,31 +90,46 @@ def _tree_rss(roots: list[int]) -> list[int]:
                 if ppid in members and pid not in members:
                     members.add(pid)
                     grew = True
-        total = 0
+        pss = rss = 0
         for pid in members:
-            try:
-                with open(f"/proc/{pid}/statm", "rb") as handle:
-                    total += int(handle.read().split()[1]) * page
-            except (OSError, IndexError):
-                pass
-        sums.append(total)
+            pid_pss, pid_rss = _process_memory(pid)
+            pss += pid_pss
+            rss += pid_rss
+        sums.append((pss, rss))
     return sums
 
 
-class TreeSampler:
-    """Samples, every `interval` seconds in a thread, the RSS of each started process with its
-    descendants: `peak` is the largest sum over all of them at one moment, `peaks` each one's.
+def _process_memory(pid: int) -> tuple[int, int]:
+    """(PSS, RSS) bytes of one process; (0, 0) if it is gone."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as handle:
+            fields = dict(line.split(b":", 1) for line in handle.read().splitlines()[1:])
+    except (OSError, ValueError):
+        return 0, 0
+    kib = {name: int(fields.get(name, b"0 kB").split()[0]) * 1024 for name in (b"Pss", b"Rss")}
+    return kib[b"Pss"], kib[b"Rss"]
 
-    Sampling, not ``ru_maxrss``: on Linux a child's ru_maxrss carries over the high-water mark of
-    the memory it was forked from (the benchmark's own ~50 MiB Python), so a small process such as
-    psql or a plain script would read as the parent's size. RSS read from /proc after ``exec``
-    is the child's own. A spike shorter than the interval can be missed.
+
+class TreeSampler:
+    """Samples, every `interval` seconds in a thread, the memory of each started process with
+    its descendants: `peak` is the largest sum over all of them at one moment, `peaks` each
+    one's; `rss_peak` the same sum in RSS.
+
+    PSS (proportional set size: a page shared by N processes counts 1/N in each), so processes
+    forked from one another (Cohub's parts of a read share its loaded code and modules until they
+    write to them) are not counted once per process, while separate programs (a Singer tap and
+    its target) add up as they should. The RSS sum, which counts every shared page once per
+    process, is kept beside it. Sampling, not ``ru_maxrss``: on Linux a child's ru_maxrss carries
+    over the high-water mark of the memory it was forked from (the benchmark's own ~50 MiB
+    Python), so a small process such as psql or a plain script would read as the parent's size.
+    A spike shorter than the interval can be missed.
     """
 
     def __init__(self, interval: float = 0.1) -> None:
         self.interval = interval
         self.roots: list[int] = []
         self.peak = 0
+        self.rss_peak = 0
         self.peaks: list[int] = []
         self.samples = 0
         self._stop = threading.Event()
@@ -133,11 +147,12 @@ class TreeSampler:
         # (v)forked image of this process, not yet the program it execs.
         while not self._stop.wait(self.interval):
             roots = list(self.roots)
-            sums = _tree_rss(roots)
+            sums = _tree_memory(roots)
             self.samples += 1
-            self.peak = max(self.peak, sum(sums))
-            for index, value in enumerate(sums):
-                self.peaks[index] = max(self.peaks[index], value)
+            self.peak = max(self.peak, sum(pss for pss, _ in sums))
+            self.rss_peak = max(self.rss_peak, sum(rss for _, rss in sums))
+            for index, (pss, _) in enumerate(sums):
+                self.peaks[index] = max(self.peaks[index], pss)
 
     def stop(self) -> None:
         self._stop.set()
@@ -152,8 +167,10 @@ class RunFailed(Exception):
 @dataclass
 class Measured:
     seconds: float
-    #: The max over the run of the summed RSS of every process of the contender (sampled).
+    #: The max over the run of the summed PSS of every process of the contender (sampled).
     peak_bytes: int
+    #: The same in RSS (shared pages counted once per process).
+    rss_peak_bytes: int
     #: The sampled peak of each process started (tap, target; or the one process), with its
     #: descendants (PyAirbyte's connector subprocess).
     process_peaks: list[int]
@@ -212,7 +229,7 @@ def run_pipeline(commands: list[list[str]], env: dict[str, str], cwd: Path, logs
         raise RunFailed(
             f"exit codes {codes} of {[Path(c[0]).name for c in commands]}\n" + "\n".join(tails)
         )
-    return Measured(elapsed, sampler.peak, sampler.peaks, peaks, sampler.samples)
+    return Measured(elapsed, sampler.peak, sampler.rss_peak, sampler.peaks, peaks, sampler.samples)
 
 
 # -- PostgreSQL helpers --------------------------------------------------------------------
@@ -833,8 +850,10 @@ def main(argv: list[str] | None = None) -> int:
         "parallel_reads": args.parallel_reads,
         "environment": environment_facts(pg_version),
         "code_fingerprint": code_fingerprint(),
-        "memory": "peak_mib is the max over the run of the summed RSS of every process of the "
-        "contender with its descendants, sampled every 0.1 s from /proc; process_peaks_mib is "
+        "memory": "peak_mib is the max over the run of the summed PSS (smaps_rollup) of every "
+        "process of the contender with its descendants, sampled every 0.1 s from /proc; "
+        "peak_rss_mib the same summed RSS, which counts pages shared by forked processes once "
+        "per process; process_peaks_mib is "
         "each started process's own sampled peak (tap, target). ru_maxrss_mib (os.wait4) is "
         "kept for reference only: on Linux it includes the image of the benchmark process the "
         "child was forked from, about 50 MiB",
@@ -904,6 +923,8 @@ def main(argv: list[str] | None = None) -> int:
                     median_records_per_second=round(lines / statistics.median(seconds), 1),
                     # None: the run was over before the first sample (psql on small files).
                     peak_mib=round(max(m.peak_bytes for m in contender.results) / 2**20, 1) or None,
+                    peak_rss_mib=round(max(m.rss_peak_bytes for m in contender.results) / 2**20, 1)
+                    or None,
                     process_peaks_mib=[
                         [round(p / 2**20, 1) for p in m.process_peaks] for m in contender.results
                     ],
@@ -933,6 +954,7 @@ def main(argv: list[str] | None = None) -> int:
             "records/s",
             "s",
             "peak MiB",
+            "RSS sum MiB",
             "per process MiB",
             "cohub speed ratio",
             "cohub memory ratio",
@@ -955,6 +977,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{entry['median_records_per_second']:,.0f}",
                 f"{entry['median_seconds']:.2f}",
                 f"{entry['peak_mib']:,.1f}" if entry["peak_mib"] else "not sampled",
+                f"{entry['peak_rss_mib']:,.1f}" if entry["peak_rss_mib"] else "-",
                 " + ".join(f"{p:.0f}" for p in entry["process_peaks_mib"][0]),
                 f"{entry['cohub_speed_ratio']:.2f}" if "cohub_speed_ratio" in entry else "-",
                 f"{entry['cohub_memory_ratio']:.2f}" if "cohub_memory_ratio" in entry else "-",
