@@ -187,7 +187,7 @@ async def test_a_killed_part_process_fails_the_run_and_loses_nothing(
     keys = write_export(config_dir, 90)
     set_route(config_dir, batch_size=10, parallel_reads=2, transforms=["part_faults"])
     plugins = use_test_plugins(runtime, config_dir, KILLING_TRANSFORM)
-    (plugins / "kill.on").write_text("25")
+    (plugins / "kill.on").write_text("70")  # in the second part, read by a forked process
     await apply(runtime.engine, load_config(config_dir))
 
     killed = await sync_eastview(runtime)
@@ -202,13 +202,13 @@ async def test_a_killed_part_process_fails_the_run_and_loses_nothing(
 
 
 SLOW_TRANSFORM = """
-import time
+import asyncio
 
 from hub import sdk
 
 
-def part_faults(context, records):
-    time.sleep(0.05)  # a slow destination: the stop request arrives while parts are reading
+async def part_faults(context, records):
+    await asyncio.sleep(0.05)  # slow work: the stop request arrives while parts are reading
     return records
 
 

@@ -1,12 +1,12 @@
 """Partitioned reads: a source split into parts that are read side by side, a process each.
 
-A route with `parallel_reads` above 1 asks its source to split the read (`Connector.partitions`).
-Each part runs in a process forked from the run's own, which opens both connections and pumps
-the part's batches through the same read, transform, write and measure steps as a serial run,
-then sends each written batch's checkpoint facts (`Delivered`) back over a pipe. This process
-commits every one of them (state, usage, dead letters, counters) in one transaction, as a serial
-run does. Records never cross the pipe, so the parts scale with the cores instead of paying to
-pickle records; the parent only commits.
+A route with `parallel_reads` above 1 asks its source to split the read (`Connector.partitions`)
+and reads that many parts at once: one in the run's own process, the others each in a process
+forked from it. Every part opens both connections and pumps its batches through the same read,
+transform, write and measure steps as a serial run, then hands each written batch's checkpoint
+facts (`Delivered`) to the run, over a pipe from a forked process. The run commits every one of
+them (state, usage, dead letters, counters) in one transaction, as a serial run does. Records
+never cross the pipe, so the parts scale with the cores instead of paying to pickle records.
 
 While parts are in progress the route's stored state is ``{PARTS: [{"state": …, "done": …}]}``:
 a run that stops, fails or dies resumes every part from its own checkpoint. Usage keys come from
@@ -21,7 +21,7 @@ import contextlib
 import multiprocessing
 import signal
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkContext, ForkProcess
 from multiprocessing.synchronize import Event
@@ -85,7 +85,7 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
     stop = context.Event()
     inbox: asyncio.Queue[tuple[int, PartBatch | PartEnded | None]] = asyncio.Queue()
     waiting = [index for index, part in enumerate(parts) if not part["done"]]
-    running: dict[int, ForkProcess] = {}
+    running: dict[int, ForkProcess | asyncio.Task[None]] = {}
     ended: set[int] = set()
     failure: str | None = None
     try:
@@ -93,17 +93,23 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
             while waiting and len(running) < max(run.route.parallel_reads, 1) and not stop.is_set():
                 index = waiting.pop(0)
                 state = parts[index]["state"]
-                running[index] = _start_part(context, run, index, state, stop, inbox)
+                if any(isinstance(part, asyncio.Task) for part in running.values()):
+                    running[index] = _fork_part(context, run, index, state, stop, inbox)
+                else:
+                    running[index] = _start_here(run, index, state, stop, inbox)
             if not running:
                 break
             index, message = await inbox.get()
-            if message is None:  # the part's process closed its end of the pipe
-                process = running.pop(index)
-                await _exited(process)
+            if message is None:  # the part is over: its process closed its end of the pipe
+                worker = running.pop(index)
+                if isinstance(worker, asyncio.Task):
+                    await worker
+                    continue
+                await _exited(worker)
                 if index not in ended:
                     failure = failure or (
                         f"part {index + 1} of the read ended without finishing "
-                        f"(its process exited with code {process.exitcode})"
+                        f"(its process exited with code {worker.exitcode})"
                     )
                     stop.set()
             elif isinstance(message, PartBatch):
@@ -124,9 +130,13 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
                     stop.set()
     finally:
         # Left early (cancelled): what the parts wrote without a checkpoint is read again.
-        for process in running.values():
-            process.kill()
-            process.join()
+        for worker in running.values():
+            if isinstance(worker, asyncio.Task):
+                worker.cancel()
+                await asyncio.gather(worker, return_exceptions=True)
+            else:
+                worker.kill()
+                worker.join()
     if failure is not None:
         raise RunFailed(failure)
     if not all(part["done"] for part in parts):
@@ -159,13 +169,31 @@ async def _save(run: Run, state: State) -> bool:
     )
 
 
-def _start_part(
+Inbox = asyncio.Queue[tuple[int, PartBatch | PartEnded | None]]
+
+
+def _start_here(
+    run: Run, index: int, state: State, stop: Event, inbox: Inbox
+) -> asyncio.Task[None]:
+    """Read part `index` in this process; its messages arrive in `inbox`, then None."""
+
+    def send(message: PartBatch | PartEnded | None) -> None:
+        inbox.put_nowait((index, message))
+
+    async def read_here() -> None:
+        send(await _read_part(run, state, send, stop))
+        send(None)
+
+    return asyncio.create_task(read_here())
+
+
+def _fork_part(
     context: ForkContext,
     run: Run,
     index: int,
     state: State,
     stop: Event,
-    inbox: asyncio.Queue[tuple[int, PartBatch | PartEnded | None]],
+    inbox: Inbox,
 ) -> ForkProcess:
     """Fork the process of part `index`; its messages arrive in `inbox`, then None."""
     reader, writer = context.Pipe(duplex=False)
@@ -219,36 +247,41 @@ def _part_main(run: Run, state: State, writer: Connection, stop: Event) -> None:
     # the fork: write through fresh ones.
     sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115
     sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
+
+    def send(message: PartBatch | PartEnded) -> None:
+        writer.send_bytes(_encode(message))
+
     try:
-        ended = asyncio.run(_read_part(run, state, writer, stop))
+        ended = asyncio.run(_read_part(run, state, send, stop))
     except Exception as error:
         ended = PartEnded(status="failed", error=error_text(error))
     with contextlib.suppress(OSError):  # the parent is gone: the next run resumes the parts
-        writer.send_bytes(_encode(ended))
+        send(ended)
     writer.close()
 
 
 class PartRun(Run):
-    """The run, in a part's process: each written batch's checkpoint goes to the parent."""
+    """The run, reading one part: each written batch's checkpoint is sent to the run to commit."""
 
-    def __init__(self, run: Run, writer: Connection, stop: Event) -> None:
+    def __init__(self, run: Run, send: Callable[[PartBatch], None], stop: Event) -> None:
         super().__init__(
             run.engine, run.host, run.route, run.info.id, run.info.trigger, run.start, None, None
         )
-        self.writer = writer
-        self.parent_stop = stop
+        self.send_batch = send
+        self.parts_stop = stop
         self.retried_sent = 0
 
     async def checkpoint(self, delivered: Delivered, stored: State | None = None) -> bool:
         retried, self.retried_sent = self.counts.retried - self.retried_sent, self.counts.retried
-        self.writer.send_bytes(
-            _encode(PartBatch(msgspec.structs.replace(delivered, retried=retried)))
-        )
-        return self.parent_stop.is_set()
+        self.send_batch(PartBatch(msgspec.structs.replace(delivered, retried=retried)))
+        return self.parts_stop.is_set()
 
 
-async def _read_part(run: Run, state: State, writer: Connection, stop: Event) -> PartEnded:
-    part = PartRun(run, writer, stop)
+async def _read_part(
+    run: Run, state: State, send: Callable[[PartBatch], None], stop: Event
+) -> PartEnded:
+    """Read one part to its end, or until the parts are told to stop; how it ended."""
+    part = PartRun(run, send, stop)
     token = CURRENT_RUN.set(part.counts)
     try:
         async with part.connected() as (source, destination):
