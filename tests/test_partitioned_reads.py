@@ -8,6 +8,7 @@ import asyncio
 import csv
 import io
 import os
+import shutil
 import signal
 from decimal import Decimal
 from pathlib import Path
@@ -50,13 +51,14 @@ def write_export(config_dir: Path, rows: int) -> list[str]:
     return sorted(keys)
 
 
-def use_test_plugins(runtime, config_dir: Path, source: str) -> Path:
-    """A site plugin folder holding `source` as a plugin module."""
+def use_part_faults(runtime, config_dir: Path, orders: str) -> Path:
+    """The `part_faults` test plugin in a site plugin folder, with its orders."""
     plugins = config_dir.parent / "plugins"
     plugins.mkdir(exist_ok=True)
-    (plugins / "part_faults.py").write_text(source)
+    shutil.copy(Path(__file__).parent / "plugins" / "part_faults.py", plugins)
+    (plugins / "part_faults.on").write_text(orders)
     runtime.plugins = PluginHost([plugins])
-    return plugins
+    return plugins / "part_faults.on"
 
 
 async def stored_state(runtime) -> dict:
@@ -114,38 +116,17 @@ async def test_the_run_after_a_partitioned_read_reads_nothing(runtime, config_di
     assert await usage_total(runtime) == {"eastview": Decimal(59)}
 
 
-FAILING_TRANSFORM = """
-from pathlib import Path
-
-from hub import sdk
-
-MARK = Path(__file__).with_name("fail.on")
-
-
-def part_faults(context, records):
-    if MARK.exists() and any(r.line_number == int(MARK.read_text()) for r in records):
-        raise RuntimeError("the shared payroll system refused line " + MARK.read_text())
-    return records
-
-
-@sdk.hookimpl
-def cohub_register_transforms(register):
-    register(sdk.Transform(name="part_faults", function=part_faults))
-"""
-
-
 async def test_a_failed_part_fails_the_run_and_the_next_run_resumes_every_part_once(
     runtime, config_dir, database_url
 ):
     keys = write_export(config_dir, 90)
     set_route(config_dir, batch_size=10, parallel_reads=3, transforms=["part_faults"])
-    plugins = use_test_plugins(runtime, config_dir, FAILING_TRANSFORM)
-    (plugins / "fail.on").write_text("75")  # in the third part
+    orders = use_part_faults(runtime, config_dir, "fail 75")  # in the third part
     await apply(runtime.engine, load_config(config_dir))
 
     failed = await sync_eastview(runtime)
     state = await stored_state(runtime)
-    (plugins / "fail.on").unlink()
+    orders.unlink()
     resumed = await sync_eastview(runtime)
 
     assert failed.status == "failed"
@@ -159,39 +140,17 @@ async def test_a_failed_part_fails_the_run_and_the_next_run_resumes_every_part_o
     assert len(await open_dead_letters(runtime)) == 1
 
 
-KILLING_TRANSFORM = """
-import os
-import signal
-from pathlib import Path
-
-from hub import sdk
-
-MARK = Path(__file__).with_name("kill.on")
-
-
-def part_faults(context, records):
-    if MARK.exists() and any(r.line_number == int(MARK.read_text()) for r in records):
-        os.kill(os.getpid(), signal.SIGKILL)
-    return records
-
-
-@sdk.hookimpl
-def cohub_register_transforms(register):
-    register(sdk.Transform(name="part_faults", function=part_faults))
-"""
-
-
 async def test_a_killed_part_process_fails_the_run_and_loses_nothing(
     runtime, config_dir, database_url
 ):
     keys = write_export(config_dir, 90)
     set_route(config_dir, batch_size=10, parallel_reads=2, transforms=["part_faults"])
-    plugins = use_test_plugins(runtime, config_dir, KILLING_TRANSFORM)
-    (plugins / "kill.on").write_text("70")  # in the second part, read by a forked process
+    # in the second part, which a forked process reads
+    orders = use_part_faults(runtime, config_dir, "kill 70")
     await apply(runtime.engine, load_config(config_dir))
 
     killed = await sync_eastview(runtime)
-    (plugins / "kill.on").unlink()
+    orders.unlink()
     resumed = await sync_eastview(runtime)
 
     assert killed.status == "failed"
@@ -201,29 +160,12 @@ async def test_a_killed_part_process_fails_the_run_and_loses_nothing(
     assert await usage_total(runtime) == {"eastview": Decimal(89)}
 
 
-SLOW_TRANSFORM = """
-import asyncio
-
-from hub import sdk
-
-
-async def part_faults(context, records):
-    await asyncio.sleep(0.05)  # slow work: the stop request arrives while parts are reading
-    return records
-
-
-@sdk.hookimpl
-def cohub_register_transforms(register):
-    register(sdk.Transform(name="part_faults", function=part_faults))
-"""
-
-
 async def test_a_stop_request_ends_every_part_after_its_batch_in_hand_and_the_next_run_resumes(
     runtime, config_dir, database_url
 ):
     keys = write_export(config_dir, 100)
     set_route(config_dir, batch_size=10, parallel_reads=2, transforms=["part_faults"])
-    use_test_plugins(runtime, config_dir, SLOW_TRANSFORM)
+    use_part_faults(runtime, config_dir, "slow")
     await apply(runtime.engine, load_config(config_dir))
     stop = asyncio.Event()
 
@@ -243,11 +185,10 @@ async def test_a_route_that_reads_serially_finishes_a_partitioned_read_in_progre
 ):
     keys = write_export(config_dir, 60)
     set_route(config_dir, batch_size=10, parallel_reads=3, transforms=["part_faults"])
-    plugins = use_test_plugins(runtime, config_dir, FAILING_TRANSFORM)
-    (plugins / "fail.on").write_text("5")
+    orders = use_part_faults(runtime, config_dir, "fail 5")
     await apply(runtime.engine, load_config(config_dir))
     await sync_eastview(runtime)
-    (plugins / "fail.on").unlink()
+    orders.unlink()
     routes = config_dir / "routes.toml"
     routes.write_text(routes.read_text().replace("parallel_reads = 3", "parallel_reads = 1"))
     await apply(runtime.engine, load_config(config_dir))

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from hub.engine.checkpoint import Delivered, commit_batch
+from hub.engine.checkpoint import Delivered
 from hub.engine.run import Run, RunFailed, error_text
 from hub.sdk.connector import Connector, State
 from hub.sdk.lifecycle import CURRENT_RUN
@@ -123,7 +123,7 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
                 run.api_calls_measured += message.api_calls_measured
                 if message.status == "succeeded":
                     parts[index]["done"] = True
-                    if await _save(run, {PARTS: parts}) or run.stopping():
+                    if await run.commit({PARTS: parts}) or run.stopping():
                         stop.set()
                 elif message.status == "failed":
                     failure = failure or message.error
@@ -146,27 +146,8 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
         joined = source.join_partitions(stream, [part["state"] for part in parts])
     except Exception as error:
         raise run.blame_source(error) from error
-    await _save(run, joined)
+    await run.commit(joined)
     return "succeeded"
-
-
-async def _save(run: Run, state: State) -> bool:
-    """Store the route's state alone (no batch); whether the run was asked to stop."""
-    route = run.route
-    return await commit_batch(
-        run.engine,
-        run_id=run.info.id,
-        route=route.name,
-        stream=route.source_stream,
-        member=route.member,
-        service=route.service,
-        state=state,
-        generation=run.start.generation,
-        counts=run.counts,
-        usage=[],
-        fingerprint="",
-        rejects=[],
-    )
 
 
 Inbox = asyncio.Queue[tuple[int, PartBatch | PartEnded | None]]

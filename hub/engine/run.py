@@ -33,7 +33,7 @@ from hub.meters import run_minutes
 from hub.model import Record
 from hub.plugins import PluginHookError, PluginHost, TookTooLong, describe, within
 from hub.redaction import redact_text
-from hub.sdk.connector import Batch, Connector, State, WriteResult
+from hub.sdk.connector import Batch, Connector, Reject, State, WriteResult
 from hub.sdk.extensions import BatchContext
 from hub.sdk.lifecycle import CURRENT_RUN, CommittedBatch, RunCounts, RunInfo, UsageQuantity
 from hub.store.database import writing
@@ -402,16 +402,9 @@ class Run:
         counts.retried += delivered.retried
         counts.batches += 1
         route = self.route
-        cancel = await commit_batch(
-            self.engine,
-            run_id=self.info.id,
-            route=route.name,
-            stream=route.source_stream,
+        cancel = await self.commit(
+            delivered.state if stored is None else stored,
             member=delivered.member,
-            service=route.service,
-            state=delivered.state if stored is None else stored,
-            generation=self.start.generation,
-            counts=counts,
             usage=delivered.usage,
             fingerprint=batch_fingerprint(
                 route.name,
@@ -437,6 +430,33 @@ class Run:
         if self.progress is not None:
             self.progress(route.name, counts)
         return cancel
+
+    async def commit(
+        self,
+        state: State,
+        *,
+        member: str | None = None,
+        usage: list[UsageQuantity] | None = None,
+        fingerprint: str = "",
+        rejects: list[Reject] | None = None,
+    ) -> bool:
+        """Commit the route's state with the run's counters, and a batch's usage and dead letters
+        if any, in one transaction; whether the run was asked to stop."""
+        route = self.route
+        return await commit_batch(
+            self.engine,
+            run_id=self.info.id,
+            route=route.name,
+            stream=route.source_stream,
+            member=member or route.member,
+            service=route.service,
+            state=state,
+            generation=self.start.generation,
+            counts=self.counts,
+            usage=usage or [],
+            fingerprint=fingerprint,
+            rejects=rejects or [],
+        )
 
     async def send(self, destination: Connector, batch: Batch) -> tuple[int, list[UsageQuantity]]:
         """Check, transform and write a batch's records, and measure their usage:
