@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from connectors.flat_file import FlatFileSource, split_rows
 from hub.apply import apply
@@ -23,7 +23,9 @@ from hub.config import load_config
 from hub.engine.partitions import PARTS
 from hub.plugins import PluginHost
 from hub.sdk import ConnectionContext
-from hub.store.tables import dead_letters, stream_states
+from hub.store.database import create_engine
+from hub.store.tables import dead_letters, runs, stream_states, usage_events
+from tests.test_crash_safety import ROUTE, cohub, start_sync, worker_environment
 from tests.test_end_to_end import destination_rows, usage_total
 from tests.test_sync_modes import EASTVIEW, set_route, sync_eastview
 
@@ -284,3 +286,116 @@ def test_split_rows_cuts_only_between_rows_and_numbers_them(
         read_back += part
     assert read_back == list(csv.reader(io.StringIO(text, newline="")))[1:]
     assert len(ranges) <= parts
+
+
+def part_processes(pid: int) -> set[int]:
+    """The processes `pid` forked (its parts), from /proc."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rfind(")") + 2 :].split()[1]) == pid:
+                children.add(int(entry.name))
+    return children
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return state[state.rfind(")") + 2] != "Z"
+
+
+async def start_partitioned_cli_sync(config_dir: Path, database_url: str, tmp_path: Path):
+    """A 6,000-line export, `cohub db upgrade` and `apply` done, and `cohub sync` started with
+    two parts; returns the worker once its parts are forked and a batch is committed."""
+    keys = write_export(config_dir, 6_000)
+    set_route(config_dir, batch_size=100, parallel_reads=2, transforms=["part_faults"])
+    plugins = config_dir.parent / "plugins"
+    plugins.mkdir(exist_ok=True)
+    shutil.copy(Path(__file__).parent / "plugins" / "part_faults.py", plugins)
+    (plugins / "part_faults.on").write_text("slow")  # the example's plugin folder
+    env = worker_environment(tmp_path / "home")
+    for step in (["db", "upgrade"], ["apply", str(config_dir)]):
+        done = cohub(*step, config=config_dir, database=database_url, cwd=tmp_path, env=env)
+        assert done.returncode == 0, done.stderr
+    engine = create_engine(database_url)
+    log = (tmp_path / "worker.log").open("w")
+    worker = start_sync(config_dir, database_url, tmp_path, env, log)
+    try:
+        for _ in range(600):
+            parts = part_processes(worker.pid)
+            async with engine.connect() as conn:
+                batches = await conn.scalar(select(func.coalesce(func.max(runs.c.batches), 0)))
+            if parts and batches:
+                return worker, parts, keys, env, engine
+            assert worker.poll() is None, (tmp_path / "worker.log").read_text()
+            await asyncio.sleep(0.05)
+        raise AssertionError("the sync forked no part or committed no batch in 30 s")
+    except BaseException:
+        worker.kill()
+        await engine.dispose()
+        raise
+
+
+async def test_sigterm_to_a_partitioned_cli_sync_stops_every_part_and_the_next_sync_resumes(
+    config_dir, database_url, tmp_path
+):
+    worker, parts, keys, env, engine = await start_partitioned_cli_sync(
+        config_dir, database_url, tmp_path
+    )
+    try:
+        worker.send_signal(signal.SIGTERM)
+        code = worker.wait(timeout=60)
+        async with engine.connect() as conn:
+            stopped = (await conn.execute(select(runs.c.status, runs.c.records_read))).one()
+    finally:
+        await engine.dispose()
+    resumed = cohub("sync", ROUTE, config=config_dir, database=database_url, cwd=tmp_path, env=env)
+
+    assert code == 1
+    assert not [pid for pid in parts if alive(pid)]
+    assert stopped.status == "cancelled"
+    assert 0 < stopped.records_read < 6_000
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(r["record_key"] for r in await destination_rows(database_url)) == keys
+    assert await usage_total_at(database_url) == Decimal(5_999)
+
+
+async def test_parts_of_a_killed_cli_sync_end_on_their_own_and_the_next_sync_loses_nothing(
+    config_dir, database_url, tmp_path
+):
+    worker, parts, keys, env, engine = await start_partitioned_cli_sync(
+        config_dir, database_url, tmp_path
+    )
+    await engine.dispose()
+    worker.send_signal(signal.SIGKILL)
+    worker.wait(timeout=60)
+    for _ in range(300):  # a part notices at its next batch that the run is gone
+        if not [pid for pid in parts if alive(pid)]:
+            break
+        await asyncio.sleep(0.1)
+    resumed = cohub("sync", ROUTE, config=config_dir, database=database_url, cwd=tmp_path, env=env)
+
+    assert not [pid for pid in parts if alive(pid)]
+    assert resumed.returncode == 0, resumed.stderr
+    assert sorted(r["record_key"] for r in await destination_rows(database_url)) == keys
+    assert await usage_total_at(database_url) == Decimal(5_999)
+
+
+async def usage_total_at(database_url: str) -> Decimal:
+    """records_synced billed to Eastview, read from the hub database at `database_url`."""
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return await conn.scalar(
+                select(func.sum(usage_events.c.quantity)).where(
+                    usage_events.c.member == "eastview", usage_events.c.meter == "records_synced"
+                )
+            )
+    finally:
+        await engine.dispose()

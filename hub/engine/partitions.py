@@ -54,6 +54,11 @@ class PartEnded(msgspec.Struct, frozen=True, tag=True):
     api_calls_measured: int = 0
 
 
+#: The read ends of the pipes from the parts this process forked and still hears from. A forked
+#: part closes every one it inherits, so that its writes fail once the run's process is gone
+#: (the kernel reports a broken pipe only when no process holds a read end).
+_READERS: set[Connection] = set()
+
 _encode = msgspec.msgpack.Encoder(enc_hook=str).encode
 _decode = msgspec.msgpack.Decoder(PartBatch | PartEnded).decode
 
@@ -178,6 +183,7 @@ def _fork_part(
 ) -> ForkProcess:
     """Fork the process of part `index`; its messages arrive in `inbox`, then None."""
     reader, writer = context.Pipe(duplex=False)
+    _READERS.add(reader)
     process = context.Process(
         target=_part_main,
         args=(run, state, writer, stop),
@@ -195,6 +201,7 @@ def _fork_part(
         except (EOFError, OSError):
             loop.remove_reader(descriptor)
             reader.close()
+            _READERS.discard(reader)
             inbox.put_nowait((index, None))
         else:
             inbox.put_nowait((index, message))
@@ -224,6 +231,8 @@ def _part_main(run: Run, state: State, writer: Connection, stop: Event) -> None:
     signal.set_wakeup_fd(-1)
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, signal.SIG_IGN)
+    for reader in _READERS:
+        reader.close()
     # A thread of the parent (a progress display) may have held the standard streams' locks at
     # the fork: write through fresh ones.
     sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115
