@@ -129,6 +129,7 @@ async def record_usage(
     occurred_at: datetime,
     route: str | None = None,
     run_id: int | None = None,
+    calendar: FiscalCalendar | None = None,
 ) -> int:
     """Append a batch's usage; keys derive from the batch fingerprint, so a batch read again
     after a crash adds nothing."""
@@ -149,18 +150,21 @@ async def record_usage(
             )
             for q in quantities
         ],
+        calendar,
     )
 
 
-async def append_usage(conn: AsyncConnection, events: Sequence[UsageEvent]) -> int:
+async def append_usage(
+    conn: AsyncConnection, events: Sequence[UsageEvent], calendar: FiscalCalendar | None = None
+) -> int:
     """Append `events` to the ledger and roll them up, in the caller's transaction; return how
     many were new. A key already in the ledger (or twice in `events`) is ignored, never counted
     twice: only the rows the database reports as inserted reach the rollups, which holds across
     concurrent workers too. An event whose month is closed is billed in the next open month as an
-    adjustment of its own."""
+    adjustment of its own. `calendar` saves reading the cooperative's (a run reads it once)."""
     if not events:
         return 0
-    calendar = await load_calendar(conn)
+    calendar = calendar or await load_calendar(conn)
     closed = set((await conn.execute(select(closed_months.c.month))).scalars())
     rows: dict[str, dict[str, Any]] = {}
     for event in events:

@@ -15,6 +15,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from hub.billing.periods import FiscalCalendar
 from hub.metering import record_usage
 from hub.sdk.connector import Reject, State
 from hub.sdk.lifecycle import RunCounts, UsageQuantity
@@ -101,6 +102,7 @@ async def commit_batch(
     usage: Sequence[UsageQuantity],
     fingerprint: str,
     rejects: Sequence[Reject],
+    calendar: FiscalCalendar | None = None,
 ) -> bool:
     """Store a delivered batch's checkpoint, usage, dead letters and the run's counters at once;
     return whether the run was asked to stop (`cohub runs cancel`)."""
@@ -123,6 +125,7 @@ async def commit_batch(
             occurred_at=now,
             route=route,
             run_id=run_id,
+            calendar=calendar,
         )
         fresh = await _not_yet_dead_lettered(conn, route, rejects)
         if fresh:
@@ -130,13 +133,13 @@ async def commit_batch(
                 dead_letters.insert(),
                 [_dead_letter(r, run_id, route, member, stream, now) for r in fresh],
             )
-        await save_counts(conn, run_id, counts, state_after=state)
-        return bool(await conn.scalar(select(runs.c.cancel_requested).where(runs.c.id == run_id)))
+        return await save_counts(conn, run_id, counts, state_after=state)
 
 
-async def save_counts(conn: AsyncConnection, run_id: int, counts: RunCounts, **extra: Any) -> None:
-    """Store a run's running totals (and any other run columns in `extra`)."""
-    await conn.execute(
+async def save_counts(conn: AsyncConnection, run_id: int, counts: RunCounts, **extra: Any) -> bool:
+    """Store a run's running totals (and any other run columns in `extra`); return whether the
+    run was asked to stop, read by the same statement."""
+    stored = await conn.execute(
         runs.update()
         .where(runs.c.id == run_id)
         .values(
@@ -147,7 +150,9 @@ async def save_counts(conn: AsyncConnection, run_id: int, counts: RunCounts, **e
             retries=counts.retried,
             **extra,
         )
+        .returning(runs.c.cancel_requested)
     )
+    return bool(stored.scalar())
 
 
 async def _not_yet_dead_lettered(

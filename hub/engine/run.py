@@ -26,9 +26,10 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from hub.billing.periods import FiscalCalendar
 from hub.engine.checkpoint import Delivered, commit_batch, load_state, save_state
 from hub.engine.connections import ConnectionRow, RouteRow, load_route, open_connector
-from hub.metering import UsageEvent, append_usage, batch_fingerprint, measure
+from hub.metering import UsageEvent, append_usage, batch_fingerprint, load_calendar, measure
 from hub.meters import run_minutes
 from hub.model import Record
 from hub.plugins import PluginHookError, PluginHost, TookTooLong, describe, within
@@ -161,12 +162,16 @@ class Run:
         self.timeout = route.call_timeout_seconds
         self.counts = RunCounts()
         self.api_calls_measured = 0  # the run's HTTP requests already in a batch's usage
+        self.calendar: FiscalCalendar | None = None  # read when the run starts
         self.info = RunInfo(
             id=run_id, route=route.name, member=route.member, service=route.service, trigger=trigger
         )
 
     async def execute(self) -> RunSummary:
         log.info("run.started", trigger=self.info.trigger, mode=self.route.mode)
+        # Read once: the cooperative's time zone and fiscal year change only with `cohub apply`.
+        async with self.engine.connect() as conn:
+            self.calendar = await load_calendar(conn)
         await self.host.notify("cohub_run_started", timeout=self.timeout, run=self.info)
         status, error = await self._connect_and_pump()
         await finish(
@@ -456,6 +461,7 @@ class Run:
             usage=usage or [],
             fingerprint=fingerprint,
             rejects=rejects or [],
+            calendar=self.calendar,
         )
 
     async def send(self, destination: Connector, batch: Batch) -> tuple[int, list[UsageQuantity]]:
