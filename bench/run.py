@@ -632,7 +632,7 @@ def airbyte_check(ctx: Context, base: Path) -> tuple[int, int | None]:
     return ctx.pg.count_and_cents(AIRBYTE_SCHEMA, STREAM)
 
 
-PIPE_NOTE = "tap + target (sum of the two processes' RSS, sampled)"
+PIPE_NOTE = "tap + target (sum of the two processes' PSS, sampled)"
 CONTENDERS = (
     Contender(
         "cohub_pg",

@@ -59,6 +59,9 @@ class PartEnded(msgspec.Struct, frozen=True, tag=True):
 #: (the kernel reports a broken pipe only when no process holds a read end).
 _READERS: set[Connection] = set()
 
+#: Where a part's messages arrive, by part: batches, its end, then None once it is over.
+Inbox = asyncio.Queue[tuple[int, PartBatch | PartEnded | None]]
+
 _encode = msgspec.msgpack.Encoder(enc_hook=str).encode
 _decode = msgspec.msgpack.Decoder(PartBatch | PartEnded).decode
 
@@ -88,7 +91,7 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
     it arrives; when all are done, store the source's joined state. Returns the run's status."""
     context = multiprocessing.get_context("fork")
     stop = context.Event()
-    inbox: asyncio.Queue[tuple[int, PartBatch | PartEnded | None]] = asyncio.Queue()
+    inbox: Inbox = asyncio.Queue()
     waiting = [index for index, part in enumerate(parts) if not part["done"]]
     running: dict[int, ForkProcess | asyncio.Task[None]] = {}
     ended: set[int] = set()
@@ -98,7 +101,7 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
             while waiting and len(running) < max(run.route.parallel_reads, 1) and not stop.is_set():
                 index = waiting.pop(0)
                 state = parts[index]["state"]
-                if any(isinstance(part, asyncio.Task) for part in running.values()):
+                if any(isinstance(worker, asyncio.Task) for worker in running.values()):
                     running[index] = _fork_part(context, run, index, state, stop, inbox)
                 else:
                     running[index] = _start_here(run, index, state, stop, inbox)
@@ -153,9 +156,6 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
         raise run.blame_source(error) from error
     await run.commit(joined)
     return "succeeded"
-
-
-Inbox = asyncio.Queue[tuple[int, PartBatch | PartEnded | None]]
 
 
 def _start_here(
@@ -262,6 +262,7 @@ class PartRun(Run):
         self.retried_sent = 0
 
     def _write_limit(self, destination: Connector) -> int:
+        super()._write_limit(destination)  # a wrong `concurrent_writes` is reported all the same
         # The parts already overlap the destination's work with the hub's; a second batch in
         # flight per part only adds memory (measured: 10 MiB less, no slower, in bench/).
         return 1
