@@ -44,7 +44,8 @@ def desired_rows(config: HubConfig) -> list[tuple[str, Table, str, dict[str, dic
             "name",
             {k: {**as_row(v), "base_dir": config.directory} for k, v in config.connections.items()},
         ),
-        ("route", routes, "name", {k: as_row(v) for k, v in config.routes.items()}),
+        # Nested tables (schedule, restart) as plain dicts, for JSON columns.
+        ("route", routes, "name", {k: msgspec.to_builtins(v) for k, v in config.routes.items()}),
     ]
 
 

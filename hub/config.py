@@ -19,6 +19,7 @@ import msgspec
 
 from hub.billing.periods import FiscalCalendar, PeriodError
 from hub.billing.plans import BillingPlans, plan_problems
+from hub.schedule import schedule_problems
 
 CODE = r"^[a-z0-9][a-z0-9_-]*$"
 SECRET_REFERENCE = re.compile(r"^(?P<scheme>env|vault):(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)$")
@@ -76,6 +77,59 @@ class Connection(Strict):
     enabled: bool = True
 
 
+class Schedule(Strict):
+    """When a route runs unattended (`cohub run`): a cron expression or an interval."""
+
+    #: Five-field crontab (minute hour day month weekday), e.g. ``0 2 * * *``.
+    cron: str | None = None
+    #: An interval such as ``15m`` or ``1h30m``, counted from 2000-01-01 00:00 in `timezone`.
+    every: str | None = None
+    #: The zone the cron fields and maintenance windows are read in; default: the cooperative's.
+    timezone: str | None = None
+    #: Up to this many seconds of delay after each fire time, spread by route and slot.
+    jitter_seconds: int = 0
+    #: A slot that could not start within this many seconds of its time is skipped.
+    misfire_grace_seconds: int = 300
+    #: Missed slots run once (the latest), not once each.
+    coalesce: bool = True
+    #: Windows in which the route does not start: ``01:00-02:00``, ``Sat 22:00-Sun 04:00``.
+    maintenance: list[str] = msgspec.field(default_factory=list)
+
+
+class Restart(Strict):
+    """What the daemon does after a route's run fails."""
+
+    #: Retries after a failed run, before waiting for the next scheduled slot.
+    attempts: int = 3
+    #: Delay before the first retry, doubled for each further one up to `max_backoff_seconds`.
+    backoff_seconds: int = 60
+    max_backoff_seconds: int = 3600
+    #: Consecutive failures that raise an alert (the ``cohub_route_alert`` hook and a log event).
+    alert_after: int = 3
+
+
+class WorkerSettings(Strict):
+    """How a `cohub run` worker runs routes (``[worker]`` in cooperative.toml)."""
+
+    #: Runs at once in one worker.
+    max_runs: int = 16
+    #: Runs at once, in one worker, that use the same connection (as source or destination).
+    max_runs_per_connection: int = 4
+    #: Runs at once, in one worker, against one vendor system (connector and host).
+    max_runs_per_system: int = 8
+    #: Seconds a claim lasts without a heartbeat; another worker takes a run over after that.
+    lease_seconds: float = 30.0
+    #: Seconds between heartbeats (must be well under the lease).
+    heartbeat_seconds: float = 10.0
+    #: Seconds between looks at the database for changed routes and runs to take over.
+    poll_seconds: float = 5.0
+    #: Seconds SIGTERM waits for running batches to commit before cancelling them.
+    shutdown_grace_seconds: float = 30.0
+    #: Port of /healthz and /readyz on 127.0.0.1 (0: none); `cohub run --health` overrides.
+    health_port: int = 0
+    health_host: str = "127.0.0.1"
+
+
 class Route(Strict):
     """(source connection, stream) → (destination connection, stream), metered to a service."""
 
@@ -96,6 +150,11 @@ class Route(Strict):
     #: Parts of the source's read to run side by side, each in a process of its own, for
     #: sources that can split their read (`flat_file`: large files); 1 reads serially.
     parallel_reads: int = 1
+    #: When `cohub run` starts the route; none: only `cohub sync` runs it.
+    schedule: Schedule | None = None
+    restart: Restart = msgspec.field(default_factory=Restart)
+    #: Seconds without a committed batch after which the watchdog fails the run.
+    stall_seconds: float = 900.0
     enabled: bool = True
 
 
@@ -110,6 +169,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     connections: dict[str, Connection]
     routes: dict[str, Route]
     billing: BillingPlans = msgspec.field(default_factory=BillingPlans)
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
 
     def plugin_dirs(self) -> list[Path]:
         """Plugin folders, relative ones resolved against the configuration folder."""
@@ -204,6 +264,41 @@ def _locate(data: Any, segments: list[str], leaf: str | None, *, missing: bool) 
     return names
 
 
+def worker_problems(worker: WorkerSettings) -> list[tuple[str, str]]:
+    """(key, reason) for worker settings no worker can run with."""
+    problems = [
+        (key, "must be at least 1")
+        for key in ("max_runs", "max_runs_per_connection", "max_runs_per_system")
+        if getattr(worker, key) < 1
+    ]
+    for key in ("lease_seconds", "heartbeat_seconds", "poll_seconds"):
+        if getattr(worker, key) <= 0:
+            problems.append((key, "must be more than 0"))
+    if worker.shutdown_grace_seconds < 0:
+        problems.append(("shutdown_grace_seconds", "must not be negative"))
+    if 0 < worker.lease_seconds < 2 * worker.heartbeat_seconds:
+        problems.append(
+            (
+                "heartbeat_seconds",
+                "must be at most half of lease_seconds, or a busy moment loses the lease",
+            )
+        )
+    if not 0 <= worker.health_port <= 65535:
+        problems.append(("health_port", "must be a port number (0: no health server)"))
+    return problems
+
+
+def restart_problems(restart: Restart) -> list[tuple[str, str]]:
+    """(key, reason) for a restart policy that cannot be followed."""
+    problems = []
+    if restart.attempts < 0:
+        problems.append(("attempts", "must not be negative"))
+    for key in ("backoff_seconds", "max_backoff_seconds", "alert_after"):
+        if getattr(restart, key) < 1:
+            problems.append((key, "must be at least 1"))
+    return problems
+
+
 def _check_calendar(cooperative: Cooperative, file: Path, issues: Issues) -> None:
     """The time zone and fiscal year start must be ones billing periods can be computed in."""
     for key, timezone, start in (
@@ -275,7 +370,7 @@ def load_config(directory: str | Path) -> HubConfig:
         raise ConfigError([ConfigIssue(str(root), "", "is not a configuration folder")])
     coop_file = root / "cooperative.toml"
     coop = read_toml(coop_file, issues) or {}
-    for unknown in sorted(set(coop) - {"cooperative", "members", "services", "plugins"}):
+    for unknown in sorted(set(coop) - {"cooperative", "members", "services", "plugins", "worker"}):
         issues.add(coop_file, unknown, "unknown key")
     cooperative = None
     if "cooperative" in coop:
@@ -287,6 +382,10 @@ def load_config(directory: str | Path) -> HubConfig:
     members = issues.table(coop, "members", Member, coop_file)
     services = issues.table(coop, "services", Service, coop_file)
     plugins = issues.convert(coop.get("plugins", {}), PluginSettings, coop_file, "plugins")
+    worker = issues.convert(coop.get("worker", {}), WorkerSettings, coop_file, "worker")
+    if worker is not None:
+        for key, reason in worker_problems(worker):
+            issues.add(coop_file, f"worker.{key}", reason)
 
     # Names declared, even where their body has an issue: a reference to them is not dangling.
     member_names = set(_names(coop, "members"))
@@ -341,6 +440,14 @@ def load_config(directory: str | Path) -> HubConfig:
             issues.add(routes_file, f"{key}.call_timeout_seconds", "must be more than 0")
         if route.parallel_reads < 1:
             issues.add(routes_file, f"{key}.parallel_reads", "must be at least 1")
+        if route.stall_seconds <= 0:
+            issues.add(routes_file, f"{key}.stall_seconds", "must be more than 0")
+        if route.schedule is not None:
+            zone = cooperative.timezone if cooperative is not None else "UTC"
+            for problem, reason in schedule_problems(route.schedule, zone):
+                issues.add(routes_file, f"{key}.schedule.{problem}", reason)
+        for problem, reason in restart_problems(route.restart):
+            issues.add(routes_file, f"{key}.restart.{problem}", reason)
 
     billing_file = root / "billing.toml"
     billing: BillingPlans | None = BillingPlans()
@@ -351,7 +458,7 @@ def load_config(directory: str | Path) -> HubConfig:
         for key, reason in plan_problems(billing or BillingPlans(), member_names, service_names):
             issues.add(billing_file, key, reason)
 
-    if issues.issues or cooperative is None or plugins is None or billing is None:
+    if issues.issues or None in (cooperative, plugins, billing, worker):
         raise ConfigError(issues.issues)
     return HubConfig(
         directory=str(root.resolve()),
@@ -362,6 +469,7 @@ def load_config(directory: str | Path) -> HubConfig:
         connections=connections,
         routes=routes,
         billing=billing,
+        worker=worker,
     )
 
 

@@ -59,3 +59,10 @@ def cohub_run_finished(run, counts):
 @hookspec
 def cohub_run_failed(run, error):
     """A run failed; `error` is the message stored on the run (never secret values)."""
+
+
+@hookspec
+def cohub_route_alert(route, failures, error):
+    """A scheduled route failed `failures` runs in a row, reaching its restart policy's
+    `alert_after` (and again at every multiple of it): page someone. `error` is the last run's
+    message (never secret values). Called by `cohub run`, not by `cohub sync`."""

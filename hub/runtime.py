@@ -8,7 +8,15 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.config import ConfigError, Issues, PluginSettings, read_toml
+from hub.config import (
+    ConfigError,
+    HubConfig,
+    Issues,
+    PluginSettings,
+    check_against_plugins,
+    load_config,
+    read_toml,
+)
 from hub.plugins import PluginHost
 from hub.store.database import create_engine, default_url
 from hub.vault import MASTER_KEY_ENV, Vault, VaultResolver, load_keys
@@ -59,6 +67,13 @@ class Runtime:
         dirs, disabled = plugin_settings(config_dir)
         engine = create_engine(database_url or default_url(home))
         return cls(engine, PluginHost(dirs, disabled), home)
+
+    def load_checked(self, directory: Path) -> HubConfig:
+        """Load a configuration folder and check it against the loaded plugins."""
+        config = load_config(directory)
+        plugins = self.plugins
+        check_against_plugins(config, plugins.connectors(), plugins.transforms(), plugins.meters())
+        return config
 
     async def unlock_vault(self) -> None:
         """Make ``vault:`` secrets resolvable, if a master key is present."""

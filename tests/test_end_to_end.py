@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 from connectors.sql_table import StreamTable
 from hub.apply import apply
 from hub.config import check_against_plugins, load_config
+from hub.engine.claims import WORKER, RouteRefused
 from hub.engine.connections import route_names
-from hub.engine.run import WORKER, RouteRefused, RunSummary, run_route
+from hub.engine.run import RunSummary, run_route
 from hub.model.payroll import PayLine
 from hub.plugins import PluginHost
 from hub.runtime import Runtime

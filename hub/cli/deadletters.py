@@ -12,9 +12,9 @@ from sqlalchemy import Select, select
 
 from hub.cli.common import UsageError, actor, ensure_schema, escape, out
 from hub.cli.runs import print_runs
+from hub.engine.claims import RouteRefused
 from hub.engine.connections import load_route
 from hub.engine.replay import replay
-from hub.engine.run import RouteRefused
 from hub.model import RECORD_TYPES
 from hub.redaction import mask, redact_text
 from hub.runtime import Runtime

@@ -19,12 +19,12 @@ from hub import logs
 from hub.apply import apply
 from hub.billing.periods import month_of
 from hub.billing.statements import compute_statements
-from hub.cli import billing, deadletters, state, usage
+from hub.cli import billing, daemon, deadletters, state, usage
 from hub.cli.common import UsageError, ensure_schema, err, escape, out
 from hub.cli.deadletters import cmd_deadletters
 from hub.cli.runs import cmd_runs, cmd_sync, print_runs, sync_routes
 from hub.cli.state import cmd_state
-from hub.config import ConfigError, check_against_plugins, load_config
+from hub.config import ConfigError
 from hub.engine.connections import (
     ConnectionRow,
     open_connector,
@@ -51,14 +51,6 @@ def config_dir(args: argparse.Namespace) -> Path:
     if getattr(args, "dir", None):
         return Path(args.dir)
     return BUNDLED_CONFIG if args.command == "demo" else Path(args.config)
-
-
-def load_checked(directory: Path, runtime: Runtime):  # type: ignore[no-untyped-def]
-    """Load a configuration folder and check it against the loaded plugins."""
-    config = load_config(directory)
-    plugins = runtime.plugins
-    check_against_plugins(config, plugins.connectors(), plugins.transforms(), plugins.meters())
-    return config
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -94,7 +86,7 @@ async def cmd_db(args: argparse.Namespace, runtime: Runtime) -> int:
 
 
 async def cmd_validate(args: argparse.Namespace, runtime: Runtime) -> int:
-    config = load_checked(config_dir(args), runtime)
+    config = runtime.load_checked(config_dir(args))
     out.print(
         f"[green]valid[/]: {len(config.members)} members, {len(config.services)} services, "
         f"{len(config.connections)} connections, {len(config.routes)} routes"
@@ -103,7 +95,7 @@ async def cmd_validate(args: argparse.Namespace, runtime: Runtime) -> int:
 
 
 async def cmd_apply(args: argparse.Namespace, runtime: Runtime) -> int:
-    config = load_checked(config_dir(args), runtime)
+    config = runtime.load_checked(config_dir(args))
     await ensure_schema(runtime)
     changes = await apply(runtime.engine, config, dry_run=args.dry_run)
     for change in changes:
@@ -206,7 +198,7 @@ async def cmd_demo(args: argparse.Namespace, runtime: Runtime) -> int:
         f"configuration: {directory}\ndatabase:      {runtime.engine.url.render_as_string(hide_password=True)}"
     )
     await ensure_schema(runtime)
-    config = load_checked(directory, runtime)
+    config = runtime.load_checked(directory)
     await runtime.unlock_vault()
     changes = await apply(runtime.engine, config)
     out.print(
@@ -313,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     sync = command("sync", cmd_sync, "run routes now")
     sync.add_argument("routes", nargs="*")
     sync.add_argument("--all", action="store_true", help="every enabled route")
+    run = command("run", daemon.cmd_run, "the sync daemon: run routes on their schedules")
+    daemon.add_run_arguments(run)
+    daemon.add_workers_arguments(
+        command("workers", daemon.cmd_workers, "live workers, their claims and heartbeats")
+    )
     check = command("check", cmd_check, "test connections: reach each system and list its streams")
     check.add_argument("connections", nargs="*", help="connection names (default: all)")
     runs_cmd = command("runs", cmd_runs, "run history: list, show ID, cancel ID")

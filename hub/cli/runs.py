@@ -14,8 +14,9 @@ from rich.table import Table
 from sqlalchemy import select, update
 
 from hub.cli.common import UsageError, ensure_schema, err, escape, out, progress_bar
+from hub.engine.claims import RouteRefused
 from hub.engine.connections import UnknownRoute, route_names
-from hub.engine.run import RouteRefused, RunSummary, run_route
+from hub.engine.run import RunSummary, run_route
 from hub.redaction import mask
 from hub.runtime import Runtime
 from hub.sdk.lifecycle import RunCounts

@@ -16,8 +16,8 @@ from sqlalchemy import select
 
 from hub.cli.common import UsageError, actor, ensure_schema, escape, out
 from hub.engine.checkpoint import load_state, save_state
+from hub.engine.claims import FULL_MODES, live_run
 from hub.engine.connections import UnknownRoute, load_route
-from hub.engine.run import FULL_MODES, live_run
 from hub.redaction import mask
 from hub.runtime import Runtime
 from hub.store.database import writing

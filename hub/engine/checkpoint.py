@@ -7,6 +7,8 @@ usage idempotency keys.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +23,13 @@ from hub.sdk.connector import Reject, State
 from hub.sdk.lifecycle import RunCounts, UsageQuantity
 from hub.store.database import writing
 from hub.store.tables import dead_letters, runs, stream_states
+
+#: This process, as run rows name the holder of a claim; only the holder commits checkpoints.
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ClaimLost(Exception):
+    """The run's claim passed to another worker (its lease lapsed): this process must stop."""
 
 
 class Delivered(msgspec.Struct, frozen=True, kw_only=True):
@@ -138,10 +147,11 @@ async def commit_batch(
 
 async def save_counts(conn: AsyncConnection, run_id: int, counts: RunCounts, **extra: Any) -> bool:
     """Store a run's running totals (and any other run columns in `extra`); return whether the
-    run was asked to stop, read by the same statement."""
+    run was asked to stop, read by the same statement. Raise ClaimLost, rolling the caller's
+    transaction back, if the run is no longer this process's to commit."""
     stored = await conn.execute(
         runs.update()
-        .where(runs.c.id == run_id)
+        .where(runs.c.id == run_id, runs.c.worker == WORKER)
         .values(
             records_read=counts.read,
             records_written=counts.written,
@@ -152,7 +162,10 @@ async def save_counts(conn: AsyncConnection, run_id: int, counts: RunCounts, **e
         )
         .returning(runs.c.cancel_requested)
     )
-    return bool(stored.scalar())
+    row = stored.first()
+    if row is None:
+        raise ClaimLost(f"run {run_id} is no longer held by {WORKER}")
+    return bool(row[0])
 
 
 async def _not_yet_dead_lettered(

@@ -8,7 +8,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from hub.config import SECRET_REFERENCE
+from hub.config import SECRET_REFERENCE, Restart, Schedule
 from hub.plugins import PluginHost
 from hub.redaction import register_secret
 from hub.sdk.connector import ConnectionContext, Connector
@@ -44,6 +44,9 @@ class RouteRow(msgspec.Struct, frozen=True, kw_only=True):
     lookback_seconds: int = 0
     call_timeout_seconds: float = 300.0
     parallel_reads: int = 1
+    schedule: Schedule | None = None
+    restart: Restart = msgspec.field(default_factory=Restart)
+    stall_seconds: float = 900.0
     enabled: bool = True
     #: The service's meters besides the hub's own (None: every registered meter).
     meters: list[str] | None = None
@@ -67,7 +70,10 @@ async def load_route(conn: AsyncConnection, name: str) -> RouteRow:
     for end in ("source", "destination"):
         [ends[end]] = await stored_connections(conn, [row[end]])
     meters = await conn.scalar(select(services.c.meters).where(services.c.code == row["service"]))
-    return msgspec.convert({**_plain(row), **ends, "meters": meters}, RouteRow)
+    stored = _plain(row)
+    if stored["restart"] is None:  # applied before routes had a restart policy
+        del stored["restart"]
+    return msgspec.convert({**stored, **ends, "meters": meters}, RouteRow)
 
 
 def _plain(row: Any) -> dict[str, Any]:

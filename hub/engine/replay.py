@@ -18,8 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.engine.checkpoint import save_counts
+from hub.engine.claims import claim
 from hub.engine.connections import open_connector
-from hub.engine.run import ConnectionFailed, Run, RunSummary, claim, finish
+from hub.engine.run import ConnectionFailed, Run, RunSummary, finish
 from hub.metering import record_usage
 from hub.model import Record
 from hub.plugins import PluginHookError, PluginHost, describe
@@ -64,7 +65,8 @@ async def replay(engine: AsyncEngine, host: PluginHost, ids: Sequence[int]) -> l
 async def _replay_route(
     engine: AsyncEngine, host: PluginHost, name: str, letters: list
 ) -> ReplayOutcome:
-    route, run_id, start = await claim(engine, name, "replay")
+    held = await claim(engine, name, "replay")
+    route, run_id, start = held.route, held.run_id, held.start
     run = Run(engine, host, route, run_id, "replay", start, None, None)
     records: list[Record] = []
     delivered: list[int] = []

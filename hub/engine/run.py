@@ -11,24 +11,32 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
-import socket
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, TypeVar
 
 import msgspec
 import structlog
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.billing.periods import FiscalCalendar
-from hub.engine.checkpoint import Delivered, commit_batch, load_state, save_state
-from hub.engine.connections import ConnectionRow, RouteRow, load_route, open_connector
+from hub.engine.checkpoint import ClaimLost, Delivered, commit_batch, load_state, save_state
+from hub.engine.claims import (
+    DEFAULT_LEASE,
+    FULL_MODES,
+    WORKER,
+    Claim,
+    Start,
+    claim,
+    forget,
+    release,
+    renew,
+)
+from hub.engine.connections import ConnectionRow, RouteRow, open_connector
 from hub.metering import UsageEvent, append_usage, batch_fingerprint, load_calendar, measure
 from hub.meters import run_minutes
 from hub.model import Record
@@ -45,18 +53,7 @@ log = structlog.get_logger("hub.engine")
 #: Batches read ahead of delivery: enough to keep the destination busy, bounded for memory.
 QUEUE_DEPTH = 1
 
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
-
-#: Runs this process has in hand, so a run row naming this pid is told apart from a stale one.
-_ACTIVE_RUNS: set[int] = set()
-
-FULL_MODES = ("full_refresh", "full_refresh_deletes")
-
 T = TypeVar("T")
-
-
-class RouteRefused(Exception):
-    """The route cannot run now: disabled, or already running."""
 
 
 class RunSummary(msgspec.Struct, kw_only=True):
@@ -97,13 +94,6 @@ def error_text(error: BaseException) -> str:
     return redact_text(str(error) if named else describe(error))
 
 
-class Start(msgspec.Struct, frozen=True):
-    """Where a run begins: the source state to read after, and the read cycle it belongs to."""
-
-    state: State | None
-    generation: int
-
-
 class _SourceFailed(msgspec.Struct):
     error: BaseException
 
@@ -124,15 +114,53 @@ async def run_route(
     trigger: str = "manual",
     progress: Progress | None = None,
     stop: asyncio.Event | None = None,
+    scheduled_for: datetime | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+    heartbeat: float | None = None,
+    release_on_stop: bool = False,
+    claimed: Callable[[int], None] | None = None,
 ) -> RunSummary:
     """Run route `name` once, from its last checkpoint to the end of its source, or until `stop`
-    is set or `cohub runs cancel` asks (then it ends `cancelled` after the batch in hand)."""
-    route, run_id, start = await claim(engine, name, trigger)
-    run = Run(engine, host, route, run_id, trigger, start, progress, stop)
+    is set or `cohub runs cancel` asks (then it ends `cancelled` after the batch in hand).
+    `claimed` hears the run's id as soon as its claim is taken."""
+    held = await claim(engine, name, trigger, scheduled_for=scheduled_for, lease=lease)
+    if claimed is not None:
+        claimed(held.run_id)
+    return await run_claimed(
+        engine,
+        host,
+        held,
+        progress=progress,
+        stop=stop,
+        lease=lease,
+        heartbeat=heartbeat,
+        release_on_stop=release_on_stop,
+    )
+
+
+async def run_claimed(
+    engine: AsyncEngine,
+    host: PluginHost,
+    held: Claim,
+    *,
+    progress: Progress | None = None,
+    stop: asyncio.Event | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+    heartbeat: float | None = None,
+    release_on_stop: bool = False,
+) -> RunSummary:
+    """Run a claimed run (new, or taken over from a worker that died) to its end; with
+    `release_on_stop`, a run stopped by `stop` gives its claim up for another worker to resume
+    instead of ending `cancelled` (a worker shutting down)."""
+    run = Run(engine, host, held.route, held.run_id, held.trigger, held.start, progress, stop)
+    run.lease = lease
+    run.heartbeat = heartbeat or lease.total_seconds() / 3
+    run.release = release_on_stop
+    run.counts = msgspec.structs.replace(held.counts)
     token = CURRENT_RUN.set(run.counts)
     try:
         with structlog.contextvars.bound_contextvars(
-            run_id=run_id, route=name, member=route.member
+            run_id=held.run_id, route=held.route.name, member=held.route.member
         ):
             return await run.execute()
     finally:
@@ -166,6 +194,12 @@ class Run:
         self.info = RunInfo(
             id=run_id, route=route.name, member=route.member, service=route.service, trigger=trigger
         )
+        self.lease = DEFAULT_LEASE
+        self.heartbeat = DEFAULT_LEASE.total_seconds() / 3  # seconds between lease renewals
+        #: Whether a run stopped by `stop` gives its claim up instead of ending.
+        self.release = False
+        self.lost = False  # the claim passed to another worker
+        self.last_progress = time.monotonic()
 
     async def execute(self) -> RunSummary:
         log.info("run.started", trigger=self.info.trigger, mode=self.route.mode)
@@ -173,7 +207,27 @@ class Run:
         async with self.engine.connect() as conn:
             self.calendar = await load_calendar(conn)
         await self.host.notify("cohub_run_started", timeout=self.timeout, run=self.info)
-        status, error = await self._connect_and_pump()
+        status, error = await self._watched()
+        if self.lost:
+            forget(self.info.id)
+            log.warning("run.claim_lost", **msgspec.structs.asdict(self.counts))
+            status, error = "lost", "another worker took the run over (this worker's lease lapsed)"
+        elif self.release and status == "cancelled" and self.stopping():
+            await release(self.engine, self.info.id)
+            log.info("run.released", **msgspec.structs.asdict(self.counts))
+            status = "released"
+        else:
+            await self._finish(status, error)
+        return RunSummary(
+            id=self.info.id,
+            route=self.route.name,
+            member=self.route.member,
+            status=status,
+            counts=self.counts,
+            error=error,
+        )
+
+    async def _finish(self, status: str, error: str | None) -> None:
         await finish(
             self.engine,
             self.route,
@@ -198,14 +252,43 @@ class Run:
             await self.host.notify(
                 "cohub_run_finished", timeout=self.timeout, run=self.info, counts=self.counts
             )
-        return RunSummary(
-            id=self.info.id,
-            route=self.route.name,
-            member=self.route.member,
-            status=status,
-            counts=self.counts,
-            error=error,
-        )
+
+    async def _watched(self) -> tuple[str, str | None]:
+        """Connect and pump while renewing the claim and watching for progress: a run whose
+        claim passed to another worker stops at its next batch, and one that commits no batch
+        for `stall_seconds` is failed by the watchdog (no silent hung syncs)."""
+        pump = asyncio.create_task(self._connect_and_pump())
+        keeper = asyncio.create_task(self._keep_claim(pump))
+        try:
+            await asyncio.wait({pump})
+        finally:
+            keeper.cancel()
+            pump.cancel()
+            await asyncio.gather(keeper, pump, return_exceptions=True)
+        if pump.cancelled():
+            stalled = time.monotonic() - self.last_progress
+            return "failed", (
+                f"no batch committed for {stalled:.0f} s (stall_seconds is "
+                f"{self.route.stall_seconds:g}): the watchdog stopped the run"
+            )
+        return pump.result()
+
+    async def _keep_claim(self, pump: asyncio.Task[tuple[str, str | None]]) -> None:
+        beat = min(self.heartbeat, self.route.stall_seconds / 2)
+        while not pump.done():
+            await asyncio.sleep(beat)
+            try:
+                if not await renew(self.engine, self.info.id, self.lease):
+                    self.lost = True  # checkpoints are fenced too: no batch commits from now
+                    if self.stop is None:
+                        self.stop = asyncio.Event()
+                    self.stop.set()
+            except Exception as error:  # a database hiccup: the next beat tries again
+                log.warning("run.heartbeat_failed", error=redact_text(describe(error)))
+            if time.monotonic() - self.last_progress > self.route.stall_seconds:
+                log.error("run.stalled", seconds=self.route.stall_seconds)
+                pump.cancel()
+                return
 
     async def _connect_and_pump(self) -> tuple[str, str | None]:
         """Open both connections and pump batches: (status, error message with secrets scrubbed)."""
@@ -230,6 +313,9 @@ class Run:
                         expect=int,
                     )
             return status, None
+        except ClaimLost:
+            self.lost = True
+            return "lost", None
         except Exception as error:
             return "failed", error_text(error)
 
@@ -406,6 +492,7 @@ class Run:
         counts.rejected += len(delivered.rejects)
         counts.retried += delivered.retried
         counts.batches += 1
+        self.last_progress = time.monotonic()
         route = self.route
         cancel = await self.commit(
             delivered.state if stored is None else stored,
@@ -533,99 +620,6 @@ class Run:
         return records
 
 
-async def claim(engine: AsyncEngine, name: str, trigger: str) -> tuple[RouteRow, int, Start]:
-    """Create the run row, refusing if the route is disabled or running in a live process."""
-    async with writing(engine) as conn:
-        route = await load_route(conn, name)
-        if not route.enabled:
-            raise RouteRefused(f"route {name!r} is disabled")
-        for end in (route.source, route.destination):
-            if not end.enabled:
-                raise RouteRefused(f"route {name!r}: connection {end.name!r} is disabled")
-        live = await live_run(conn, name)
-        if live is not None:
-            raise RouteRefused(
-                f"route {name!r} is already running (run {live[0]}, worker {live[1]})"
-            )
-        stored = await load_state(conn, name)
-        run_id = (
-            await conn.execute(
-                runs.insert().values(
-                    route=name,
-                    member=route.member,
-                    service=route.service,
-                    trigger=trigger,
-                    status="running",
-                    worker=WORKER,
-                    started_at=datetime.now(UTC),
-                    state_before=stored.state,
-                    state_after=stored.state,
-                )
-            )
-        ).inserted_primary_key[0]
-        _ACTIVE_RUNS.add(run_id)
-    # A full refresh reads everything again once the previous full read finished; a run that
-    # died mid-way is resumed from its checkpoint, in the same read cycle.
-    fresh_cycle = route.mode in FULL_MODES and (stored.state is None or stored.cycle_complete)
-    if fresh_cycle or stored.generation is None:
-        return route, run_id, Start(state=None if fresh_cycle else stored.state, generation=run_id)
-    return route, run_id, Start(state=stored.state, generation=stored.generation)
-
-
-async def live_run(conn: AsyncConnection, route: str) -> tuple[int, str] | None:
-    """The (id, worker) of a run of `route` still going in a live process; runs whose process
-    died are marked `abandoned` on the way (inside the caller's write transaction)."""
-    running = (
-        await conn.execute(
-            select(runs.c.id, runs.c.worker, runs.c.started_at).where(
-                runs.c.route == route, runs.c.status == "running"
-            )
-        )
-    ).all()
-    for run_id, worker, started_at in running:
-        if not _is_dead_local_worker(run_id, worker, started_at):
-            return run_id, worker
-        await conn.execute(
-            runs.update()
-            .where(runs.c.id == run_id)
-            .values(status="abandoned", finished_at=datetime.now(UTC), error="its process died")
-        )
-    return None
-
-
-def _is_dead_local_worker(run_id: int, worker: str | None, started_at: datetime) -> bool:
-    """Whether the run's process, on this host, is gone: no such pid, a pid the system has since
-    given to a newer process, or this very process without the run in hand (a restart that
-    kept its pid, as a container's pid 1 does)."""
-    host, _, pid_text = (worker or "").rpartition(":")
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return run_id not in _ACTIVE_RUNS
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    born = _process_started_at(pid)
-    return born is not None and born > started_at + timedelta(seconds=1)
-
-
-def _process_started_at(pid: int) -> datetime | None:
-    """When process `pid` started (Linux /proc), or None where that cannot be read."""
-    try:
-        after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(
-            line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
-        )
-    except (OSError, StopIteration, IndexError):
-        return None
-    ticks = int(after_name[19])  # field 22, "starttime", in clock ticks after boot
-    return datetime.fromtimestamp(int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK"), UTC)
-
-
 async def finish(
     engine: AsyncEngine,
     route: RouteRow,
@@ -639,22 +633,29 @@ async def finish(
     unmeasured_api_calls: int = 0,
 ) -> None:
     """Record how the run ended, with its run minutes and the HTTP requests no batch measured
-    (the last read, marking deletes); a full read that got to the end closes its read cycle."""
-    _ACTIVE_RUNS.discard(run_id)
+    (the last read, marking deletes); a full read that got to the end closes its read cycle.
+    Nothing is recorded if the claim passed to another worker meanwhile."""
+    forget(run_id)
     finished = datetime.now(UTC)
     async with writing(engine) as conn:
-        started = await conn.scalar(select(runs.c.started_at).where(runs.c.id == run_id))
-        await conn.execute(
-            runs.update()
-            .where(runs.c.id == run_id)
-            .values(
-                status=status,
-                error=error,
-                finished_at=finished,
-                retries=counts.retried,
-                records_deleted=counts.deleted,
+        started = (
+            await conn.execute(
+                runs.update()
+                .where(runs.c.id == run_id, runs.c.worker == WORKER)
+                .values(
+                    status=status,
+                    error=error,
+                    finished_at=finished,
+                    retries=counts.retried,
+                    records_deleted=counts.deleted,
+                    lease_expires_at=None,
+                )
+                .returning(runs.c.started_at)
             )
-        )
+        ).scalar()
+        if started is None:
+            log.warning("run.claim_lost", status=status)
+            return
         if route.member is not None:
             ended = {
                 "run_minutes": run_minutes(started, finished),

@@ -92,6 +92,10 @@ routes = Table(
     Column("call_timeout_seconds", Float, nullable=False, default=300.0, server_default="300"),
     Column("parallel_reads", Integer, nullable=False, default=1, server_default="1"),
     Column("enabled", Boolean, nullable=False, default=True),
+    # When `cohub run` starts the route (None: only by hand), and what it does after a failure.
+    Column("schedule", JSON),
+    Column("restart", JSON),
+    Column("stall_seconds", Float, nullable=False, default=900.0, server_default="900"),
 )
 
 runs = Table(
@@ -119,6 +123,31 @@ runs = Table(
     Column("records_deleted", Integer, nullable=False, default=0, server_default="0"),
     # Set by `cohub runs cancel`; the run stops at its next batch boundary.
     Column("cancel_requested", Boolean, nullable=False, default=False, server_default=false()),
+    # The schedule slot a daemon run was started for: one run per (route, slot), on any worker.
+    Column("scheduled_for", UtcDateTime()),
+    # The claim: its holder (`worker`) renews it by heartbeat; once it lapses, another worker
+    # takes the run over from its last checkpoint.
+    Column("lease_expires_at", UtcDateTime()),
+    Column("heartbeat_at", UtcDateTime()),
+    Column("takeovers", Integer, nullable=False, default=0, server_default="0"),
+    UniqueConstraint("route", "scheduled_for"),
+    Index("ix_runs_status_lease", "status", "lease_expires_at"),
+)
+
+# One row per `cohub run` process, kept fresh by its heartbeat.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("host", String(200), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("heartbeat_at", UtcDateTime(), nullable=False),
+    Column("max_runs", Integer, nullable=False),
+    Column("running", Integer, nullable=False, default=0),
+    # A worker whose heartbeat is older than its lease is gone (crashed, killed, cut off).
+    Column("lease_seconds", Float, nullable=False),
 )
 
 # One row per route: where the next run resumes. Written only together with a batch's usage.

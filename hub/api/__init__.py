@@ -1,0 +1,1 @@
+"""The hub's HTTP side (aiohttp): the worker's health endpoints."""

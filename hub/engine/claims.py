@@ -1,0 +1,282 @@
+"""Claims: which process runs a route now, held in the database so that it holds across workers.
+
+A run row is the claim. It names its holder (`worker`, host:pid) and a lease the holder renews
+by heartbeat; while the lease holds, no other run of the route starts, on any worker. A scheduled
+run also names its slot, and a slot is claimed once: ``(route, scheduled_for)`` is unique. A run
+whose lease lapsed (its worker died or hung) is taken over by another worker, which resumes it
+from its last checkpoint under the same run id. Every checkpoint is fenced by the holder: a
+worker that lost its claim cannot commit another batch, so a run taken over never counts a
+batch twice.
+
+PostgreSQL: claims lock the route's row (``FOR UPDATE``) and takeovers skip rows another worker
+has locked (``SKIP LOCKED``). SQLite has neither, and needs neither: one worker, and every claim in
+a ``BEGIN IMMEDIATE`` transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from hub.engine.checkpoint import WORKER, StreamState, load_state
+from hub.engine.connections import RouteRow, load_route
+from hub.sdk.connector import State
+from hub.sdk.lifecycle import RunCounts
+from hub.store.database import writing
+from hub.store.tables import routes, runs
+
+#: How long a claim holds without a heartbeat, unless the caller says otherwise.
+DEFAULT_LEASE = timedelta(seconds=30)
+
+FULL_MODES = ("full_refresh", "full_refresh_deletes")
+
+#: Runs this process has in hand, so a run row naming this pid is told apart from a stale one.
+_ACTIVE_RUNS: set[int] = set()
+
+
+class RouteRefused(Exception):
+    """The route cannot run now: disabled, or already running."""
+
+
+class SlotTaken(RouteRefused):
+    """Another worker already claimed this schedule slot."""
+
+
+class Start(msgspec.Struct, frozen=True):
+    """Where a run begins: the source state to read after, and the read cycle it belongs to."""
+
+    state: State | None
+    generation: int
+
+
+class Claim(msgspec.Struct, frozen=True):
+    """A run this process holds: its route, run id, where it starts and its counts so far."""
+
+    route: RouteRow
+    run_id: int
+    trigger: str
+    start: Start
+    counts: RunCounts = msgspec.field(default_factory=RunCounts)
+    scheduled_for: datetime | None = None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def claim(
+    engine: AsyncEngine,
+    name: str,
+    trigger: str,
+    *,
+    scheduled_for: datetime | None = None,
+    lease: timedelta = DEFAULT_LEASE,
+) -> Claim:
+    """Create the run row, refusing if the route is disabled, running under a live claim, or
+    (`scheduled_for`) its slot was claimed already."""
+    async with writing(engine) as conn:
+        # Claims of one route wait for each other here (PostgreSQL; SQLite: the whole database).
+        await conn.execute(select(routes.c.name).where(routes.c.name == name).with_for_update())
+        route = await load_route(conn, name)
+        if not route.enabled:
+            raise RouteRefused(f"route {name!r} is disabled")
+        for end in (route.source, route.destination):
+            if not end.enabled:
+                raise RouteRefused(f"route {name!r}: connection {end.name!r} is disabled")
+        if scheduled_for is not None and await conn.scalar(
+            select(runs.c.id).where(runs.c.route == name, runs.c.scheduled_for == scheduled_for)
+        ):
+            raise SlotTaken(f"route {name!r}: the slot {scheduled_for.isoformat()} is taken")
+        live = await live_run(conn, name)
+        if live is not None:
+            raise RouteRefused(
+                f"route {name!r} is already running (run {live[0]}, worker {live[1]})"
+            )
+        stored = await load_state(conn, name)
+        started = now()
+        run_id = (
+            await conn.execute(
+                runs.insert().values(
+                    route=name,
+                    member=route.member,
+                    service=route.service,
+                    trigger=trigger,
+                    status="running",
+                    worker=WORKER,
+                    started_at=started,
+                    state_before=stored.state,
+                    state_after=stored.state,
+                    scheduled_for=scheduled_for,
+                    lease_expires_at=started + lease,
+                    heartbeat_at=started,
+                )
+            )
+        ).inserted_primary_key[0]
+        _ACTIVE_RUNS.add(run_id)
+    return Claim(route, run_id, trigger, _start(route, run_id, stored), scheduled_for=scheduled_for)
+
+
+def _start(route: RouteRow, run_id: int, stored: StreamState) -> Start:
+    state, generation, complete = stored.state, stored.generation, stored.cycle_complete
+    # A full refresh reads everything again once the previous full read finished; a run that
+    # died mid-way is resumed from its checkpoint, in the same read cycle.
+    fresh_cycle = route.mode in FULL_MODES and (state is None or complete)
+    if fresh_cycle or generation is None:
+        return Start(state=None if fresh_cycle else state, generation=run_id)
+    return Start(state=state, generation=generation)
+
+
+async def take_over(engine: AsyncEngine, *, lease: timedelta, limit: int) -> list[Claim]:
+    """Claim up to `limit` runs whose lease lapsed, to resume each from its last checkpoint
+    under its own run id; runs another worker is taking over are skipped, not waited for."""
+    claims: list[Claim] = []
+    async with writing(engine) as conn:
+        moment = now()
+        lapsed = (
+            (
+                await conn.execute(
+                    select(runs)
+                    .where(runs.c.status == "running", runs.c.lease_expires_at < moment)
+                    .order_by(runs.c.lease_expires_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        for row in lapsed:
+            try:
+                route = await load_route(conn, row["route"])
+            except LookupError:
+                route = None
+            if route is None or not route.enabled:
+                await _end(conn, row["id"], "abandoned", "its route was removed or disabled")
+                continue
+            await conn.execute(
+                runs.update()
+                .where(runs.c.id == row["id"])
+                .values(
+                    worker=WORKER,
+                    lease_expires_at=moment + lease,
+                    heartbeat_at=moment,
+                    takeovers=runs.c.takeovers + 1,
+                )
+            )
+            _ACTIVE_RUNS.add(row["id"])
+            stored = await load_state(conn, row["route"])
+            counts = RunCounts(
+                read=row["records_read"],
+                written=row["records_written"],
+                rejected=row["records_rejected"],
+                batches=row["batches"],
+                retried=row["retries"],
+            )
+            claims.append(
+                Claim(
+                    route,
+                    row["id"],
+                    row["trigger"],
+                    _start(route, row["id"], stored),
+                    counts,
+                    row["scheduled_for"],
+                )
+            )
+    return claims
+
+
+async def renew(engine: AsyncEngine, run_id: int, lease: timedelta) -> bool:
+    """Extend this process's claim on a run; False if it is no longer this process's."""
+    moment = now()
+    async with engine.begin() as conn:
+        renewed = await conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id, runs.c.worker == WORKER, runs.c.status == "running")
+            .values(lease_expires_at=moment + lease, heartbeat_at=moment)
+        )
+    return renewed.rowcount == 1
+
+
+async def release(engine: AsyncEngine, run_id: int) -> None:
+    """Give a run's claim up without ending the run: another worker takes it over at once and
+    resumes it from its last checkpoint (a worker shutting down does this)."""
+    _ACTIVE_RUNS.discard(run_id)
+    async with engine.begin() as conn:
+        await conn.execute(
+            runs.update()
+            .where(runs.c.id == run_id, runs.c.worker == WORKER, runs.c.status == "running")
+            .values(lease_expires_at=now() - timedelta(seconds=1), worker=None)
+        )
+
+
+def forget(run_id: int) -> None:
+    """This process no longer holds `run_id`."""
+    _ACTIVE_RUNS.discard(run_id)
+
+
+async def live_run(conn: AsyncConnection, route: str) -> tuple[int, str] | None:
+    """The (id, worker) of a run of `route` still held by a live claim; runs whose process died
+    or whose lease lapsed are marked `abandoned` on the way (inside the caller's transaction)."""
+    running = (
+        await conn.execute(
+            select(runs.c.id, runs.c.worker, runs.c.started_at, runs.c.lease_expires_at).where(
+                runs.c.route == route, runs.c.status == "running"
+            )
+        )
+    ).all()
+    for run_id, worker, started_at, lease_expires_at in running:
+        if lease_expires_at is not None and lease_expires_at < now():
+            reason = f"its worker ({worker or 'none'}) stopped renewing its claim"
+        elif _is_dead_local_worker(run_id, worker, started_at):
+            reason = "its process died"
+        else:
+            return run_id, worker
+        await _end(conn, run_id, "abandoned", reason)
+    return None
+
+
+async def _end(conn: AsyncConnection, run_id: int, status: str, error: str) -> None:
+    await conn.execute(
+        runs.update()
+        .where(runs.c.id == run_id)
+        .values(status=status, finished_at=now(), error=error, lease_expires_at=None)
+    )
+
+
+def _is_dead_local_worker(run_id: int, worker: str | None, started_at: datetime) -> bool:
+    """Whether the run's process, on this host, is gone: no such pid, a pid the system has since
+    given to a newer process, or this very process without the run in hand (a restart that
+    kept its pid, as a container's pid 1 does)."""
+    host, _, pid_text = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return run_id not in _ACTIVE_RUNS
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    born = _process_started_at(pid)
+    return born is not None and born > started_at + timedelta(seconds=1)
+
+
+def _process_started_at(pid: int) -> datetime | None:
+    """When process `pid` started (Linux /proc), or None where that cannot be read."""
+    try:
+        after_name = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(
+            line for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
+    except (OSError, StopIteration, IndexError):
+        return None
+    ticks = int(after_name[19])  # field 22, "starttime", in clock ticks after boot
+    return datetime.fromtimestamp(int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK"), UTC)
