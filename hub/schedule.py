@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -127,7 +127,13 @@ class Timetable:
         """The first slot strictly after `after`."""
         # As a first fire time after a moment, not as the successor of a fire time: an interval
         # trigger adds its interval to any previous time given, aligned with its anchor or not.
-        return self.trigger.get_next_fire_time(None, after + timedelta(microseconds=1))
+        moment = after.astimezone(UTC) + timedelta(microseconds=1)  # UTC: no wall-clock folds
+        slot = self.trigger.get_next_fire_time(None, moment)
+        if slot is not None and slot.fold and isinstance(self.trigger, CronTrigger):
+            # The hour clocks repeat when daylight saving time ends: a cron slot in it runs
+            # once, at its first occurrence, as cron itself does.
+            return self.next_slot(slot)
+        return None if slot is None else slot.astimezone(UTC)
 
     def due(self, last: datetime | None, now: datetime) -> tuple[list[datetime], bool]:
         """The slots to run now, after the last slot handled (`last`; None: none before now),

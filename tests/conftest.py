@@ -27,6 +27,16 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 @pytest.fixture
+async def postgres_url(tmp_path: Path) -> AsyncIterator[str]:
+    """A URL to an empty PostgreSQL hub database, for what only PostgreSQL does (several
+    workers at once); the test is skipped where PostgreSQL is absent."""
+    if "postgresql" not in BACKENDS:
+        pytest.skip("PostgreSQL absent: set COHUB_TEST_DATABASE_URL to run it")
+    async with temporary_database("postgresql", tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
 def config_dir(tmp_path: Path, database_url: str) -> Path:
     """A copy of the example cooperative whose CBO database is the test database."""
     target = tmp_path / "config"

@@ -43,7 +43,14 @@ def event(key: str, quantity: str = "1", at: str = "2026-10-15T12:00:00Z", **fie
 
 @pytest.fixture
 async def engine(database_url):
-    engine = create_engine(database_url)
+    engine = await ledger(database_url)
+    yield engine
+    await engine.dispose()
+
+
+async def ledger(url: str):
+    """An engine on a migrated hub database with the cooperative's calendar."""
+    engine = create_engine(url)
     await migrate.upgrade(engine)
     async with writing(engine) as conn:
         await conn.execute(
@@ -54,8 +61,7 @@ async def engine(database_url):
                 fiscal_year_start="07-01",
             )
         )
-    yield engine
-    await engine.dispose()
+    return engine
 
 
 async def append(engine, *events: UsageEvent) -> int:
@@ -192,19 +198,18 @@ async def test_a_period_that_has_not_ended_cannot_be_closed(engine):
             await close_period(conn, "Q3", "x")
 
 
-async def test_concurrent_writers_posting_the_same_events_count_them_once(database_url, engine):
-    if not database_url.startswith("postgresql"):
-        pytest.skip("concurrent writers are a PostgreSQL matter (SQLite has one writer)")
-    engines = [create_engine(database_url) for _ in range(3)]
+async def test_concurrent_writers_posting_the_same_events_count_them_once(postgres_url):
+    # Concurrent writers are a PostgreSQL matter (SQLite has one writer).
+    engine = await ledger(postgres_url)
+    engines = [create_engine(postgres_url) for _ in range(3)]
     batch = [event(f"shared-{n}", "1.5", member=f"m{n % 5}") for n in range(200)]
     try:
         new = await asyncio.gather(*(append(e, *batch) for e in engines))
+        assert sum(new) == 200
+        assert sum((await totals(engine)).values()) == Decimal(300)
     finally:
-        for other in engines:
+        for other in (*engines, engine):
             await other.dispose()
-
-    assert sum(new) == 200
-    assert sum((await totals(engine)).values()) == Decimal(300)
 
 
 def test_fiscal_periods_are_named_by_the_year_they_end_in():

@@ -93,7 +93,9 @@ async def claim(
             select(runs.c.id).where(runs.c.route == name, runs.c.scheduled_for == scheduled_for)
         ):
             raise SlotTaken(f"route {name!r}: the slot {scheduled_for.isoformat()} is taken")
-        live = await live_run(conn, name)
+        # A scheduled claim leaves a dead worker's run to be taken over (and resumed under its
+        # own id); an admin's `cohub sync` ends it as abandoned and resumes in a new run.
+        live = await live_run(conn, name, abandon=scheduled_for is None)
         if live is not None:
             raise RouteRefused(
                 f"route {name!r} is already running (run {live[0]}, worker {live[1]})"
@@ -138,19 +140,30 @@ async def take_over(engine: AsyncEngine, *, lease: timedelta, limit: int) -> lis
     claims: list[Claim] = []
     async with writing(engine) as conn:
         moment = now()
-        lapsed = (
+        # Lapsed leases, and runs of this host whose process is gone (no need to wait out
+        # their lease: the kernel says they are dead).
+        candidates = (
             (
                 await conn.execute(
                     select(runs)
-                    .where(runs.c.status == "running", runs.c.lease_expires_at < moment)
+                    .where(
+                        runs.c.status == "running",
+                        (runs.c.lease_expires_at < moment)
+                        | runs.c.worker.startswith(f"{socket.gethostname()}:"),
+                    )
                     .order_by(runs.c.lease_expires_at)
-                    .limit(limit)
+                    .limit(limit * 4)
                     .with_for_update(skip_locked=True)
                 )
             )
             .mappings()
             .all()
         )
+        lapsed = [
+            row
+            for row in candidates
+            if _holder_gone(row["id"], row["worker"], row["started_at"], row["lease_expires_at"])
+        ][:limit]
         for row in lapsed:
             try:
                 route = await load_route(conn, row["route"])
@@ -220,9 +233,12 @@ def forget(run_id: int) -> None:
     _ACTIVE_RUNS.discard(run_id)
 
 
-async def live_run(conn: AsyncConnection, route: str) -> tuple[int, str] | None:
-    """The (id, worker) of a run of `route` still held by a live claim; runs whose process died
-    or whose lease lapsed are marked `abandoned` on the way (inside the caller's transaction)."""
+async def live_run(
+    conn: AsyncConnection, route: str, *, abandon: bool = True
+) -> tuple[int, str] | None:
+    """The (id, worker) of a run of `route` in the way of a new one: held by a live claim, or
+    (without `abandon`) left by a dead worker for another to take over. With `abandon`, runs
+    whose holder is gone are marked `abandoned` on the way (in the caller's transaction)."""
     running = (
         await conn.execute(
             select(runs.c.id, runs.c.worker, runs.c.started_at, runs.c.lease_expires_at).where(
@@ -231,13 +247,22 @@ async def live_run(conn: AsyncConnection, route: str) -> tuple[int, str] | None:
         )
     ).all()
     for run_id, worker, started_at, lease_expires_at in running:
-        if lease_expires_at is not None and lease_expires_at < now():
-            reason = f"its worker ({worker or 'none'}) stopped renewing its claim"
-        elif _is_dead_local_worker(run_id, worker, started_at):
-            reason = "its process died"
-        else:
-            return run_id, worker
+        reason = _holder_gone(run_id, worker, started_at, lease_expires_at)
+        if reason is None or not abandon:
+            return run_id, worker or "none, awaiting takeover"
         await _end(conn, run_id, "abandoned", reason)
+    return None
+
+
+def _holder_gone(
+    run_id: int, worker: str | None, started_at: datetime, lease_expires_at: datetime | None
+) -> str | None:
+    """Why a running run's holder is gone (its lease lapsed, its process on this host died), or
+    None while it holds."""
+    if lease_expires_at is not None and lease_expires_at < now():
+        return f"its worker ({worker or 'none'}) stopped renewing its claim"
+    if _is_dead_local_worker(run_id, worker, started_at):
+        return "its process died"
     return None
 
 
