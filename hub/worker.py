@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import heapq
 import signal
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -67,8 +67,8 @@ def system_of(connection: ConnectionRow) -> str:
     for key in ("url", "base_url", "instance_url", "host"):
         value = options.get(key)
         if isinstance(value, str) and value:
-            netloc = urlsplit(value).hostname if "//" in value else value
-            return f"system:{connection.connector}:{netloc}"
+            host = urlsplit(value).hostname if "//" in value else value
+            return f"system:{connection.connector}:{host or 'local'}"  # sqlite:///… is local
     return f"system:{connection.connector}"
 
 
@@ -246,16 +246,32 @@ class Worker:
                 log.warning("schedule.missed", route=due.route, slot=due.slot.isoformat())
                 continue
             waiting.append(due)
+        # Round robin between members, the member with the fewest runs going first, each
+        # member's runs oldest first.
         members = Counter(r.member for r in self.running.values())
-        # Fewest runs going for the member first, then the oldest.
-        waiting.sort(key=lambda d: (members[self.route_rows[d.route].member], d.start_at))
-        for due in waiting:
+        queues: dict[str | None, deque[Due]] = defaultdict(deque)
+        for due in sorted(waiting):
+            queues[self.route_rows[due.route].member].append(due)
+        turns = [(members[m], q[0].start_at, str(m), m) for m, q in queues.items()]
+        heapq.heapify(turns)
+        while turns:
+            count, _, _, member = heapq.heappop(turns)
+            queue = queues[member]
+            due = queue.popleft()
             row = self.route_rows[due.route]
+            if len(self.running) >= self.settings.max_runs:
+                queue.appendleft(due)
+                break
             if due.route in self.running or not self._fits(holds_of(row)):
                 heapq.heappush(self.pending, due)  # starts when a run ends
-                continue
-            self._start(row, due)
-            members[row.member] += 1
+            else:
+                self._start(row, due)
+                count += 1
+            if queue:
+                heapq.heappush(turns, (count, queue[0].start_at, str(member), member))
+        for queue in queues.values():
+            for due in queue:
+                heapq.heappush(self.pending, due)
 
     def _fits(self, holds: list[str]) -> bool:
         if len(self.running) >= self.settings.max_runs:
@@ -352,7 +368,8 @@ class Worker:
             return
         lease = timedelta(seconds=self.settings.lease_seconds)
         for held in await take_over(self.engine, lease=lease, limit=room):
-            if held.route.name in self.running:  # cannot happen while claims hold; be safe
+            if held.route.name in self.running:  # cannot happen while claims hold: hand back
+                await release(self.engine, held.run_id)
                 continue
             self.route_rows[held.route.name] = held.route
             self._start(held.route, None, held)

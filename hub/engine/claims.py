@@ -219,13 +219,13 @@ async def renew(engine: AsyncEngine, run_id: int, lease: timedelta) -> bool:
 async def release(engine: AsyncEngine, run_id: int) -> None:
     """Give a run's claim up without ending the run: another worker takes it over at once and
     resumes it from its last checkpoint (a worker shutting down does this)."""
-    _ACTIVE_RUNS.discard(run_id)
     async with engine.begin() as conn:
         await conn.execute(
             runs.update()
             .where(runs.c.id == run_id, runs.c.worker == WORKER, runs.c.status == "running")
             .values(lease_expires_at=now() - timedelta(seconds=1), worker=None)
         )
+    forget(run_id)
 
 
 def forget(run_id: int) -> None:

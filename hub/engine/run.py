@@ -635,57 +635,61 @@ async def finish(
     """Record how the run ended, with its run minutes and the HTTP requests no batch measured
     (the last read, marking deletes); a full read that got to the end closes its read cycle.
     Nothing is recorded if the claim passed to another worker meanwhile."""
-    forget(run_id)
     finished = datetime.now(UTC)
-    async with writing(engine) as conn:
-        started = (
-            await conn.execute(
-                runs.update()
-                .where(runs.c.id == run_id, runs.c.worker == WORKER)
-                .values(
-                    status=status,
-                    error=error,
-                    finished_at=finished,
-                    retries=counts.retried,
-                    records_deleted=counts.deleted,
-                    lease_expires_at=None,
-                )
-                .returning(runs.c.started_at)
-            )
-        ).scalar()
-        if started is None:
-            log.warning("run.claim_lost", status=status)
-            return
-        if route.member is not None:
-            ended = {
-                "run_minutes": run_minutes(started, finished),
-                "api_calls": unmeasured_api_calls,
-            }
-            await append_usage(
-                conn,
-                [
-                    UsageEvent(
-                        idempotency_key=f"run:{run_id}:{meter}",
-                        member=route.member,
-                        service=route.service,
-                        meter=meter,
-                        quantity=Decimal(quantity),
-                        occurred_at=finished,
-                        route=route.name,
-                        run_id=run_id,
+    # The run stays this process's until its end is committed, or a worker of this process
+    # would see a run of its own pid it does not hold, and take it over.
+    try:
+        async with writing(engine) as conn:
+            started = (
+                await conn.execute(
+                    runs.update()
+                    .where(runs.c.id == run_id, runs.c.worker == WORKER)
+                    .values(
+                        status=status,
+                        error=error,
+                        finished_at=finished,
+                        retries=counts.retried,
+                        records_deleted=counts.deleted,
+                        lease_expires_at=None,
                     )
-                    for meter, quantity in ended.items()
-                    if quantity
-                ],
-            )
-        if read_complete and route.mode in FULL_MODES:
-            stored = await load_state(conn, route.name)
-            await save_state(
-                conn,
-                route=route.name,
-                stream=route.source_stream,
-                state=stored.state,
-                run_id=run_id,
-                generation=generation,
-                cycle_complete=True,
-            )
+                    .returning(runs.c.started_at)
+                )
+            ).scalar()
+            if started is None:
+                log.warning("run.claim_lost", status=status)
+                return
+            if route.member is not None:
+                ended = {
+                    "run_minutes": run_minutes(started, finished),
+                    "api_calls": unmeasured_api_calls,
+                }
+                await append_usage(
+                    conn,
+                    [
+                        UsageEvent(
+                            idempotency_key=f"run:{run_id}:{meter}",
+                            member=route.member,
+                            service=route.service,
+                            meter=meter,
+                            quantity=Decimal(quantity),
+                            occurred_at=finished,
+                            route=route.name,
+                            run_id=run_id,
+                        )
+                        for meter, quantity in ended.items()
+                        if quantity
+                    ],
+                )
+            if read_complete and route.mode in FULL_MODES:
+                stored = await load_state(conn, route.name)
+                await save_state(
+                    conn,
+                    route=route.name,
+                    stream=route.source_stream,
+                    state=stored.state,
+                    run_id=run_id,
+                    generation=generation,
+                    cycle_complete=True,
+                )
+    finally:
+        forget(run_id)
