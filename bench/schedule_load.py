@@ -326,6 +326,16 @@ class Postgres:
             admin=True,
         )
 
+    def transactions(self) -> int:
+        """Transactions committed or rolled back in the database so far (PostgreSQL's
+        statistics, flushed by each backend at least once a second and when it exits)."""
+        [[row]] = self.run(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+            f"WHERE datname = '{self.database}'",
+            admin=True,
+        )
+        return int(row[0])
+
     def drop(self) -> None:
         self.run(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)", admin=True)
 
@@ -628,6 +638,7 @@ class Suite:
         vendor_before = self.vendor.requests()
         busy_before = machine_busy()
         vendor_cpu_before = cpu_seconds(self.vendor.process.pid)
+        transactions_before = self.pg.transactions()
         profile = logs / "worker-1.prof" if self.args.profile and count == 1 else None
         workers = start_workers(count, config, self.pg, self.env, logs, profile)
         at = slot.timestamp()
@@ -659,6 +670,8 @@ class Suite:
             end = time.time()
         finally:
             stop_workers(workers)
+        time.sleep(1.5)  # the workers' backends have flushed their statistics
+        transactions = self.pg.transactions() - transactions_before
         figures = slot_figures(self.pg, slot, self.routes, self.args.grace)
         self.clean_runs()
         busy_after = machine_busy()
@@ -678,6 +691,11 @@ class Suite:
             "vendor_requests": self.vendor.requests() - vendor_before,
             "worker_cpu_seconds_after_slot": round(work_cpu, 2),
             "worker_cpu_ms_per_run": round(1000 * work_cpu / figures["runs"], 1)
+            if figures["runs"]
+            else None,
+            # Start-up, heartbeats and shutdown included: a few per worker.
+            "database_transactions": transactions,
+            "database_transactions_per_run": round(transactions / figures["runs"], 1)
             if figures["runs"]
             else None,
             "vendor_cpu_seconds": round(
@@ -706,12 +724,28 @@ class Suite:
 
 
 def _idle(worker: WorkerProcess, start: float, end: float) -> dict[str, Any]:
+    """CPU use between `start` (the worker fell quiet) and `end`, as a share of one core.
+
+    A worker polls in cycles: a burst (reading every route) and a quiet pause. The window is cut
+    back to the last moment the worker fell quiet again, so that it holds whole cycles; a
+    window cut anywhere else would count a fraction of a burst as if it were typical.
+    """
+    window = [s for s in worker.samples if start <= s[0] <= end]
+    quiet_again = [
+        later[0]
+        for earlier, middle, later in zip(window, window[1:], window[2:], strict=False)
+        if middle[1] - earlier[1] > 0.02 and later[1] - middle[1] <= 0.005
+    ]
+    cycles = bool(quiet_again) and quiet_again[-1] - start >= 2
+    if cycles:
+        end = quiet_again[-1]
     cpu = worker.cpu_between(start, end)
     per_second = []
     for second in range(int(end - start)):
         per_second.append(round(worker.cpu_between(start + second, start + second + 1), 2))
     return {
         "seconds": round(end - start, 1),
+        "window": "whole poll cycles" if cycles else "as measured (no poll cycle ended in it)",
         "cpu_seconds": round(cpu, 2),
         "core_share": round(cpu / (end - start), 4),
         "cpu_per_second": per_second,
@@ -836,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     if args.quick:
-        args.routes, args.members, args.idle_seconds, args.baseline_routes = 200, 4, 4.0, 0
+        args.routes, args.members, args.idle_seconds, args.baseline_routes = 200, 4, 10.0, 0
         args.grace = min(args.grace, 30)
     counts = [int(x) for x in args.workers.split(",") if x.strip()]
 

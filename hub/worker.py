@@ -308,7 +308,7 @@ class Worker:
                     release_on_stop=True,
                     heartbeat=self.settings.heartbeat_seconds,
                 )
-            else:
+            elif not running.stop.is_set():  # not when the worker began to stop meanwhile
                 assert due is not None
                 summary = await run_route(
                     self.engine,
@@ -322,6 +322,8 @@ class Worker:
                     heartbeat=self.settings.heartbeat_seconds,
                     claimed=lambda run_id: setattr(running, "run_id", run_id),
                 )
+            else:
+                return
             await self._after(summary)
         except SlotTaken:
             pass  # another worker runs this slot

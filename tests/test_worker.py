@@ -21,7 +21,9 @@ from sqlalchemy import func, select
 from hub.api.health import health_app
 from hub.apply import apply
 from hub.config import ConfigError, WorkerSettings, load_config
+from hub.engine.claims import RouteRefused
 from hub.engine.connections import load_route
+from hub.engine.run import run_route
 from hub.plugins import PluginHost
 from hub.store.tables import runs, usage_events
 from hub.worker import Due, Running, Worker, holds_of, system_of
@@ -334,3 +336,75 @@ def test_bad_worker_settings_are_configuration_errors(config_dir, settings):
     cooperative.write_text(cooperative.read_text() + f"\n[worker]\n{lines}")
     with pytest.raises(ConfigError, match=r"cooperative\.toml: worker"):
         load_config(config_dir)
+
+
+async def test_a_run_that_will_not_stop_is_cancelled_after_the_grace_and_handed_over(
+    runtime, config_dir
+):
+    use_plugin(runtime, config_dir, "hang")
+    set_routes(
+        config_dir,
+        eastview_payroll='transforms = ["part_faults"]\nschedule = { every = "1h" }',
+    )
+    await apply(runtime.engine, load_config(config_dir))
+    settings = msgspec.structs.replace(FAST, shutdown_grace_seconds=0.5)
+    worker = Serving(runtime, settings)
+    await until(lambda: asyncio.sleep(0, worker.worker.timetables != {}))
+    now = datetime.now(UTC)
+    worker.worker.pending.append(Due(now, "eastview-payroll", now))
+    worker.worker.wake.set()
+
+    async def running() -> bool:
+        return bool(await run_rows(runtime, "eastview-payroll"))
+
+    await until(running)
+    began = asyncio.get_running_loop().time()
+    await worker.stop()
+
+    assert asyncio.get_running_loop().time() - began < 5  # the grace, not the hang
+    [handed] = await run_rows(runtime, "eastview-payroll")
+    assert (handed["status"], handed["worker"]) == ("running", None)
+
+
+async def test_an_admins_sync_and_the_daemon_never_run_a_route_at_once(runtime, config_dir):
+    use_plugin(runtime, config_dir, "slow 0.2")
+    slow = (
+        'transforms = ["part_faults"]\nbatch_size = 5\n'
+        'schedule = { every = "1s", misfire_grace_seconds = 60 }'
+    )
+    set_routes(config_dir, eastview_payroll=slow, millbrook_payroll=slow)
+    await apply(runtime.engine, load_config(config_dir))
+    # An admin syncs Millbrook by hand as the daemon starts ...
+    manual = asyncio.create_task(run_route(runtime.engine, runtime.plugins, "millbrook-payroll"))
+
+    async def manual_claimed() -> bool:
+        return bool(await run_rows(runtime, "millbrook-payroll"))
+
+    await until(manual_claimed)
+    worker = Serving(runtime)
+
+    async def daemon_running() -> bool:
+        return any(r["status"] == "running" for r in await run_rows(runtime, "eastview-payroll"))
+
+    await until(daemon_running)
+    # ... and, while the daemon runs Eastview, the admin's sync of it is refused.
+    with pytest.raises(RouteRefused, match="already running"):
+        await run_route(runtime.engine, runtime.plugins, "eastview-payroll")
+    by_hand = await manual
+
+    async def after_the_admin() -> bool:
+        rows = await run_rows(runtime, "millbrook-payroll")
+        return any(r["trigger"] == "schedule" and r["status"] == "succeeded" for r in rows)
+
+    await until(after_the_admin)
+    await worker.stop()
+
+    assert (by_hand.status, by_hand.counts.read) == ("succeeded", 39)
+    rows = await run_rows(runtime)
+    for route in ("eastview-payroll", "millbrook-payroll"):
+        by_start = sorted((r for r in rows if r["route"] == route), key=lambda r: r["started_at"])
+        for first, second in itertools.pairwise(by_start):
+            assert first["finished_at"] <= second["started_at"]  # the slots passed it by
+    millbrook = [r for r in rows if r["route"] == "millbrook-payroll"]
+    assert millbrook[0]["trigger"] == "manual"
+    assert all(r["records_read"] == 0 for r in millbrook[1:])
