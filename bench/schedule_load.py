@@ -409,21 +409,29 @@ def sample_until(workers: list[WorkerProcess], until: float, interval: float = 0
         time.sleep(min(interval, max(until - time.time(), 0.0)))
 
 
-def wait_ready(workers: list[WorkerProcess], deadline: float) -> None:
-    """Wait until each worker has loaded its routes: the first second after start-up in which
-    it used under 3 % of a core (start-up is a solid burst: imports, the configuration, and
-    reading every route and its schedule)."""
+def wait_ready(workers: list[WorkerProcess], pg: Postgres, deadline: float) -> None:
+    """Wait until each worker has loaded its routes. A worker registers in the `workers` table
+    and then reads every route and its schedule, a solid burst of CPU: it is ready at the start
+    of the first second after its registration in which it used under 3 % of a core."""
+    registered: dict[int, float] = {}
     while any(w.ready_at is None for w in workers):
         if time.time() > deadline:
             late = [w.pid for w in workers if w.ready_at is None]
             raise BenchError(f"workers {late} did not settle before the deadline")
         sample_until(workers, time.time() + 0.25)
+        pids = {w.pid for w in workers} - set(registered)
+        if pids:
+            [rows] = pg.run(
+                "SELECT pid FROM workers WHERE status = 'running' AND pid IN "
+                f"({', '.join(map(str, pids))})"
+            )
+            registered.update((row["pid"], time.time()) for row in rows)
         for worker in workers:
-            if worker.ready_at is not None:
+            if worker.ready_at is not None or worker.pid not in registered:
                 continue
             now, cpu = worker.samples[-1]
             past = [s for s in worker.samples if s[0] <= now - 1.0]
-            if past and now - worker.spawned >= 1.5 and cpu - past[-1][1] < 0.03:
+            if past and past[-1][0] >= registered[worker.pid] and cpu - past[-1][1] < 0.03:
                 worker.ready_at = past[-1][0]
 
 
@@ -594,7 +602,7 @@ class Suite:
         self.say(f"idle, default poll_seconds: 1 worker, {self.routes:,} routes")
         workers = start_workers(1, config, self.pg, self.env, logs)
         try:
-            wait_ready(workers, time.time() + 300)
+            wait_ready(workers, self.pg, time.time() + 300)
             worker = workers[0]
             assert worker.ready_at is not None
             start = worker.ready_at
@@ -643,7 +651,7 @@ class Suite:
         workers = start_workers(count, config, self.pg, self.env, logs, profile)
         at = slot.timestamp()
         try:
-            wait_ready(workers, at + 600)
+            wait_ready(workers, self.pg, at + 600)
             ready = max(w.ready_at or 0.0 for w in workers)
             if ready > at - 1:
                 self.say(
@@ -855,7 +863,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke check: 200 routes, 4 members, 5 s idle windows, no baseline",
+        help="smoke check: 100 routes, 2 members, 10 s idle window, grace 30 s, no baseline",
     )
     parser.add_argument(
         "--postgres-url",
@@ -870,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path)
     args = parser.parse_args(argv)
     if args.quick:
-        args.routes, args.members, args.idle_seconds, args.baseline_routes = 200, 4, 10.0, 0
+        args.routes, args.members, args.idle_seconds, args.baseline_routes = 100, 2, 10.0, 0
         args.grace = min(args.grace, 30)
     counts = [int(x) for x in args.workers.split(",") if x.strip()]
 

@@ -24,7 +24,15 @@ from sqlalchemy import func, select
 
 from hub.apply import apply
 from hub.config import ConfigError, HubConfig, WorkerSettings
-from hub.engine.claims import WORKER, Claim, RouteRefused, SlotTaken, release, take_over
+from hub.engine.claims import (
+    WORKER,
+    Claim,
+    RouteRefused,
+    SlotTaken,
+    database_now,
+    release,
+    take_over,
+)
 from hub.engine.connections import ConnectionRow, RouteRow, UnknownRoute, load_route, route_names
 from hub.engine.run import RunSummary, run_claimed, run_route
 from hub.redaction import redact_text
@@ -392,15 +400,14 @@ class Worker:
 
     async def _register(self, status: str) -> None:
         """Insert or refresh this worker's row."""
-        moment = datetime.now(UTC)
-        values = {
-            "status": status,
-            "heartbeat_at": moment,
-            "max_runs": self.settings.max_runs,
-            "running": len(self.running),
-            "lease_seconds": self.settings.lease_seconds,
-        }
         async with self.engine.begin() as conn:
+            values = {
+                "status": status,
+                "heartbeat_at": await database_now(conn),
+                "max_runs": self.settings.max_runs,
+                "running": len(self.running),
+                "lease_seconds": self.settings.lease_seconds,
+            }
             updated = await conn.execute(
                 workers.update().where(workers.c.id == WORKER).values(**values)
             )

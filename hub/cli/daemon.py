@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.table import Table
@@ -12,6 +11,7 @@ from sqlalchemy import select
 
 from hub.apply import apply
 from hub.cli.common import ensure_schema, escape, out
+from hub.engine.claims import database_now
 from hub.runtime import Runtime
 from hub.store.tables import runs, workers
 from hub.worker import Worker
@@ -46,8 +46,8 @@ async def cmd_run(args: argparse.Namespace, runtime: Runtime) -> int:
 
 async def cmd_workers(args: argparse.Namespace, runtime: Runtime) -> int:
     await ensure_schema(runtime)
-    now = datetime.now(UTC)
     async with runtime.engine.connect() as conn:
+        now = await database_now(conn)  # the clock the heartbeats were written by
         rows = (await conn.execute(select(workers).order_by(workers.c.id))).mappings().all()
         claims = (
             (

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.engine.checkpoint import WORKER, StreamState, load_state
@@ -66,7 +66,12 @@ class Claim(msgspec.Struct, frozen=True):
     scheduled_for: datetime | None = None
 
 
-def now() -> datetime:
+async def database_now(conn: AsyncConnection) -> datetime:
+    """The time by the database's clock on PostgreSQL, which every worker shares, so that hosts
+    whose clocks drift apart still agree on when a lease lapses; this host's clock on SQLite
+    (one host)."""
+    if conn.dialect.name == "postgresql":
+        return (await conn.scalar(select(func.statement_timestamp()))).astimezone(UTC)
     return datetime.now(UTC)
 
 
@@ -101,7 +106,7 @@ async def claim(
                 f"route {name!r} is already running (run {live[0]}, worker {live[1]})"
             )
         stored = await load_state(conn, name)
-        started = now()
+        started = await database_now(conn)
         run_id = (
             await conn.execute(
                 runs.insert().values(
@@ -139,7 +144,7 @@ async def take_over(engine: AsyncEngine, *, lease: timedelta, limit: int) -> lis
     under its own run id; runs another worker is taking over are skipped, not waited for."""
     claims: list[Claim] = []
     async with writing(engine) as conn:
-        moment = now()
+        moment = await database_now(conn)
         # Lapsed leases, and runs of this host whose process is gone (no need to wait out
         # their lease: the kernel says they are dead).
         candidates = (
@@ -162,7 +167,9 @@ async def take_over(engine: AsyncEngine, *, lease: timedelta, limit: int) -> lis
         lapsed = [
             row
             for row in candidates
-            if _holder_gone(row["id"], row["worker"], row["started_at"], row["lease_expires_at"])
+            if _holder_gone(
+                row["id"], row["worker"], row["started_at"], row["lease_expires_at"], moment
+            )
         ][:limit]
         for row in lapsed:
             try:
@@ -170,7 +177,9 @@ async def take_over(engine: AsyncEngine, *, lease: timedelta, limit: int) -> lis
             except LookupError:
                 route = None
             if route is None or not route.enabled:
-                await _end(conn, row["id"], "abandoned", "its route was removed or disabled")
+                await _end(
+                    conn, row["id"], "abandoned", "its route was removed or disabled", moment
+                )
                 continue
             await conn.execute(
                 runs.update()
@@ -206,8 +215,8 @@ async def take_over(engine: AsyncEngine, *, lease: timedelta, limit: int) -> lis
 
 async def renew(engine: AsyncEngine, run_id: int, lease: timedelta) -> bool:
     """Extend this process's claim on a run; False if it is no longer this process's."""
-    moment = now()
     async with engine.begin() as conn:
+        moment = await database_now(conn)
         renewed = await conn.execute(
             runs.update()
             .where(runs.c.id == run_id, runs.c.worker == WORKER, runs.c.status == "running")
@@ -220,10 +229,11 @@ async def release(engine: AsyncEngine, run_id: int) -> None:
     """Give a run's claim up without ending the run: another worker takes it over at once and
     resumes it from its last checkpoint (a worker shutting down does this)."""
     async with engine.begin() as conn:
+        lapsed = await database_now(conn) - timedelta(seconds=1)
         await conn.execute(
             runs.update()
             .where(runs.c.id == run_id, runs.c.worker == WORKER, runs.c.status == "running")
-            .values(lease_expires_at=now() - timedelta(seconds=1), worker=None)
+            .values(lease_expires_at=lapsed, worker=None)
         )
     forget(run_id)
 
@@ -246,31 +256,38 @@ async def live_run(
             )
         )
     ).all()
+    moment = await database_now(conn)
     for run_id, worker, started_at, lease_expires_at in running:
-        reason = _holder_gone(run_id, worker, started_at, lease_expires_at)
+        reason = _holder_gone(run_id, worker, started_at, lease_expires_at, moment)
         if reason is None or not abandon:
             return run_id, worker or "none, awaiting takeover"
-        await _end(conn, run_id, "abandoned", reason)
+        await _end(conn, run_id, "abandoned", reason, moment)
     return None
 
 
 def _holder_gone(
-    run_id: int, worker: str | None, started_at: datetime, lease_expires_at: datetime | None
+    run_id: int,
+    worker: str | None,
+    started_at: datetime,
+    lease_expires_at: datetime | None,
+    moment: datetime,
 ) -> str | None:
-    """Why a running run's holder is gone (its lease lapsed, its process on this host died), or
-    None while it holds."""
-    if lease_expires_at is not None and lease_expires_at < now():
+    """Why a running run's holder is gone at `moment` (its lease lapsed, its process on this
+    host died), or None while it holds."""
+    if lease_expires_at is not None and lease_expires_at < moment:
         return f"its worker ({worker or 'none'}) stopped renewing its claim"
     if _is_dead_local_worker(run_id, worker, started_at):
         return "its process died"
     return None
 
 
-async def _end(conn: AsyncConnection, run_id: int, status: str, error: str) -> None:
+async def _end(
+    conn: AsyncConnection, run_id: int, status: str, error: str, moment: datetime
+) -> None:
     await conn.execute(
         runs.update()
         .where(runs.c.id == run_id)
-        .values(status=status, finished_at=now(), error=error, lease_expires_at=None)
+        .values(status=status, finished_at=moment, error=error, lease_expires_at=None)
     )
 
 
