@@ -185,6 +185,8 @@ def print_run(row: Any) -> None:
         ("trigger", row["trigger"]),
         ("status", row["status"]),
         ("worker", row["worker"] or "-"),
+        ("slot", row["scheduled_for"].isoformat() if row["scheduled_for"] else "-"),
+        ("taken over", f"{row['takeovers']} time(s)" if row["takeovers"] else "-"),
         ("started", row["started_at"].isoformat()),
         ("finished", finished.isoformat() if finished else "-"),
         ("duration", duration),
