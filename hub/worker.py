@@ -33,7 +33,7 @@ from hub.engine.claims import (
     release,
     take_over,
 )
-from hub.engine.connections import ConnectionRow, RouteRow, UnknownRoute, load_route, route_names
+from hub.engine.connections import ConnectionRow, RouteRow, UnknownRoute, load_routes, route_names
 from hub.engine.run import RunSummary, run_claimed, run_route
 from hub.redaction import redact_text
 from hub.runtime import Runtime
@@ -177,8 +177,8 @@ class Worker:
         """Read the routes and their schedules again: `cohub apply` may have changed them."""
         async with self.engine.connect() as conn:
             zone = await conn.scalar(select(cooperative.c.timezone)) or "UTC"
-            names = await route_names(conn)
-            rows = {name: await load_route(conn, name) for name in names}
+            names = set(await route_names(conn))
+            rows = {row.name: row for row in await load_routes(conn) if row.name in names}
             last = dict(
                 (
                     await conn.execute(
@@ -236,6 +236,8 @@ class Worker:
 
     def _dispatch(self, now: datetime) -> None:
         """Start what is due, within the limits, fairly between members."""
+        if len(self.running) >= self.settings.max_runs:
+            return  # full: the next run to end wakes the loop
         ready: list[Due] = []
         while self.pending and self.pending[0].start_at <= now:
             ready.append(heapq.heappop(self.pending))

@@ -63,17 +63,43 @@ class UnknownRoute(LookupError):
 
 async def load_route(conn: AsyncConnection, name: str) -> RouteRow:
     """A route and its two connections; UnknownRoute if there is none by `name`."""
-    row = (await conn.execute(select(routes).where(routes.c.name == name))).mappings().first()
-    if row is None:
+    found = await load_routes(conn, [name])
+    if not found:
         raise UnknownRoute(f"no route {name!r}; `cohub apply` the configuration first")
-    ends = {}
-    for end in ("source", "destination"):
-        [ends[end]] = await stored_connections(conn, [row[end]])
-    meters = await conn.scalar(select(services.c.meters).where(services.c.code == row["service"]))
-    stored = _plain(row)
-    if stored["restart"] is None:  # applied before routes had a restart policy
-        del stored["restart"]
-    return msgspec.convert({**stored, **ends, "meters": meters}, RouteRow)
+    return found[0]
+
+
+async def load_routes(conn: AsyncConnection, names: list[str] | None = None) -> list[RouteRow]:
+    """Routes, all or those in `names`, with their connections, in three queries however many
+    (the daemon reads thousands every few seconds)."""
+    query = select(routes).order_by(routes.c.name)
+    if names is not None:
+        query = query.where(routes.c.name.in_(names))
+    rows = [_plain(row) for row in (await conn.execute(query)).mappings()]
+    if not rows:
+        return []
+    wanted = sorted({row[end] for row in rows for end in ("source", "destination")})
+    ends = {c.name: c for c in await stored_connections(conn, wanted)}
+    meters = dict(
+        (
+            await conn.execute(
+                select(services.c.code, services.c.meters).where(
+                    services.c.code.in_({row["service"] for row in rows})
+                )
+            )
+        ).all()
+    )
+    loaded = []
+    for row in rows:
+        if row["restart"] is None:  # applied before routes had a restart policy
+            del row["restart"]
+        row.update(
+            source=ends[row["source"]],
+            destination=ends[row["destination"]],
+            meters=meters.get(row["service"]),
+        )
+        loaded.append(msgspec.convert(row, RouteRow))
+    return loaded
 
 
 def _plain(row: Any) -> dict[str, Any]:
