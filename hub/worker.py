@@ -44,6 +44,10 @@ from hub.store.tables import cooperative, runs, workers
 log = structlog.get_logger("hub.worker")
 
 
+class WorkerRefused(Exception):
+    """This worker cannot start here."""
+
+
 @dataclass(order=True)
 class Due:
     """A run waiting to start: a schedule slot, or a retry after a failure."""
@@ -135,6 +139,8 @@ class Worker:
         self.wake.set()
 
     async def run_until_stopped(self) -> None:
+        if is_sqlite(self.engine):
+            await self._refuse_a_second_worker()
         await self._beat()
         log.info("worker.started", max_runs=self.settings.max_runs, sqlite=is_sqlite(self.engine))
         heart = asyncio.create_task(self._heartbeats())
@@ -399,6 +405,25 @@ class Worker:
     async def _beat(self) -> None:
         await self._register("stopping" if self.stopping.is_set() else "running")
         self.heartbeat_ok_at = datetime.now(UTC)
+
+    async def _refuse_a_second_worker(self) -> None:
+        """SQLite has one writer: one worker per database file, or claims queue behind each
+        other's transactions. Several workers need PostgreSQL."""
+        async with self.engine.connect() as conn:
+            moment = await database_now(conn)
+            others = (
+                await conn.execute(
+                    select(workers.c.id, workers.c.heartbeat_at, workers.c.lease_seconds).where(
+                        workers.c.status != "stopped", workers.c.id != WORKER
+                    )
+                )
+            ).all()
+        for other, beat, lease in others:
+            if (moment - beat).total_seconds() < lease:
+                raise WorkerRefused(
+                    f"worker {other} already runs on this SQLite database; several workers "
+                    "need PostgreSQL (see docs/operations.md)"
+                )
 
     async def _register(self, status: str) -> None:
         """Insert or refresh this worker's row."""

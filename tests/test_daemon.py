@@ -253,6 +253,10 @@ async def test_one_worker_on_sqlite_runs_the_schedules(tmp_path: Path):
             )
 
         await until(two_slots_each)
+        second = cohub("run", config=config, database=database, cwd=tmp_path, env=env)
+        assert second.returncode == 2
+        assert "already runs on this SQLite database" in second.stderr
+        assert "need PostgreSQL" in second.stderr
     finally:
         worker.send_signal(signal.SIGTERM)
         code = worker.wait(timeout=60)

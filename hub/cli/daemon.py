@@ -10,11 +10,11 @@ from rich.table import Table
 from sqlalchemy import select
 
 from hub.apply import apply
-from hub.cli.common import ensure_schema, escape, out
+from hub.cli.common import UsageError, ensure_schema, escape, out
 from hub.engine.claims import database_now
 from hub.runtime import Runtime
 from hub.store.tables import runs, workers
-from hub.worker import Worker
+from hub.worker import Worker, WorkerRefused
 
 
 async def cmd_run(args: argparse.Namespace, runtime: Runtime) -> int:
@@ -38,6 +38,8 @@ async def cmd_run(args: argparse.Namespace, runtime: Runtime) -> int:
         runner = await start_health(worker, settings.health_host, port)
     try:
         await worker.serve()
+    except WorkerRefused as refused:
+        raise UsageError(str(refused)) from None
     finally:
         if runner is not None:
             await runner.cleanup()
