@@ -9,21 +9,20 @@ incrementally by the ``modified`` cursor, and appends them to a file: the benchm
 scheduling, not data volume. Workers are real ``cohub run`` processes on a fresh PostgreSQL
 database. The phases:
 
-1. **idle, default settings**: one worker with every route's slot a day away and ``[worker]``
-   ``poll_seconds`` at its default; its CPU use over ``--idle-seconds`` after start-up.
-2. **one worker**: the same with ``--poll-seconds`` (see below), idle CPU measured again, then
-   every route fires at the same moment T (one slot per route): how late runs start after T
-   (median, p99), how many ran or were skipped (``misfire_grace_seconds``), and runs finished
-   per second.
+1. **idle**: one worker with every route's slot a day away; its CPU use over ``--idle-seconds``
+   once it has loaded its routes (what polling for changed routes costs).
+2. **one worker**: every route fires at the same moment T (one slot per route): how late runs
+   start after T (median, p99), how many ran or were skipped (``misfire_grace_seconds``), and
+   runs finished per second.
 3. **two workers**, then **three workers**: the same slot workload on a new T, the runs shared
    through the database's claims; each slot must run exactly once.
 
-With ``--baseline-routes`` (default 200 in full mode), phase 2 runs again on a database with that
-few routes, and the throughput of the large configuration is given as a ratio to it: what a
-route count costs the scheduler beyond the runs themselves.
+With ``--baseline-routes`` (default 200), phase 2 runs again on a database with that few routes,
+and the one-worker throughput of the large configuration is given as a ratio to it: what the
+number of routes costs the scheduler beyond the runs themselves.
 
-    .venv/bin/python bench/schedule_load.py --quick      # 200 routes, about a minute
-    .venv/bin/python bench/schedule_load.py              # 5,000 routes, about 9 minutes
+    .venv/bin/python bench/schedule_load.py --quick      # 100 routes, about 1.5 minutes
+    .venv/bin/python bench/schedule_load.py              # 5,000 routes, about 7 minutes
 
 See bench/README.md.
 """
@@ -32,9 +31,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import fcntl
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -541,6 +542,7 @@ class Suite:
     workdir: Path
     console: Any
     startup_seconds: float | None = None
+    apply_seconds: float | None = None
 
     def __post_init__(self) -> None:
         self.out = self.workdir / "out"
@@ -561,13 +563,16 @@ class Suite:
         self.console.print(f"[dim]{datetime.now().strftime('%H:%M:%S')}[/] {self.name}: {text}")
 
     def prepare(self) -> None:
+        """A new database with the hub's schema."""
         self.pg.recreate()
-        subprocess.run(
+        done = subprocess.run(
             [*cohub_command(), "--database", self.pg.url, "db", "upgrade"],
             env=self.env,
-            check=True,
             capture_output=True,
+            text=True,
         )
+        if done.returncode != 0:
+            raise BenchError(f"cohub db upgrade failed:\n{done.stderr[-2000:]}")
 
     def apply(self, config: Path, slot: datetime, poll_seconds: float | None) -> float:
         """Write the configuration with every route's one slot at `slot` and apply it."""
@@ -583,7 +588,8 @@ class Suite:
         )
         if done.returncode != 0:
             raise BenchError(f"cohub apply failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-        return time.perf_counter() - started
+        self.apply_seconds = time.perf_counter() - started
+        return self.apply_seconds
 
     def clean_runs(self) -> None:
         """Runs a stopped worker left claimed would be taken over in the next phase: end them."""
@@ -615,7 +621,7 @@ class Suite:
             "phase": "idle, default poll_seconds",
             "workers": 1,
             "routes": self.routes,
-            "poll_seconds": "default (5)",
+            "poll_seconds": "5 (default)",
             "apply_seconds": round(apply_seconds, 2),
             "startup_seconds": [round(self.startup_seconds, 2)],
             "idle": _idle(worker, start, end),
@@ -625,18 +631,22 @@ class Suite:
     def slot_phase(self, count: int) -> dict[str, Any]:
         """`count` workers, every route due at one moment T: idle before T, then the slot."""
         config = self.workdir / f"config-{count}"
-        guess = self.startup_seconds or 30.0
+        # The start-up measured in the idle phase, or a generous guess without one.
+        guess = self.startup_seconds or 3 + self.routes / 250
         # Workers starting together share two cores (and PostgreSQL): allow for it.
         allowance = guess * (1 + 0.9 * (count - 1)) * 1.3 + 2
-        # With poll_seconds this long an idle worker does nothing but heartbeats: a short
-        # window shows it.
+        # Idle CPU again, over a shorter window: the idle phase measured it at length.
         idle = min(self.args.idle_seconds, 15.0) if count == 1 else 0.0
-        # The slot is fixed before the workers start (they read schedules when they start).
-        apply_guess = 2 + self.routes / 1000
-        slot = datetime.now(UTC).replace(microsecond=0) + timedelta(
-            seconds=math.ceil(apply_guess + allowance + idle + 2)
-        )
-        apply_seconds = self.apply(config, slot, self.args.poll_seconds)
+        # The slot is fixed before the workers start (they read schedules when they start); if
+        # the apply took so long that they could not be ready for it, a later one.
+        for attempt in range(3):
+            apply_guess = 1.5 * (self.apply_seconds or 2 + self.routes / 500) + 1
+            slot = datetime.now(UTC).replace(microsecond=0) + timedelta(
+                seconds=math.ceil((apply_guess + allowance) * (1 + attempt) + idle + 2)
+            )
+            apply_seconds = self.apply(config, slot, self.args.poll_seconds)
+            if slot.timestamp() - time.time() > allowance + idle:
+                break
         logs = self.workdir / "logs" / f"workers-{count}"
         logs.mkdir(parents=True, exist_ok=True)
         self.say(
@@ -689,7 +699,7 @@ class Suite:
             "workers": count,
             "routes": self.routes,
             "slot": slot.isoformat(),
-            "poll_seconds": self.args.poll_seconds,
+            "poll_seconds": self.args.poll_seconds or "5 (default)",
             "grace": self.args.grace,
             "apply_seconds": round(apply_seconds, 2),
             "startup_seconds": [round((w.ready_at or 0) - w.spawned, 2) for w in workers],
@@ -766,38 +776,47 @@ def _idle(worker: WorkerProcess, start: float, end: float) -> dict[str, Any]:
 def print_tables(console: Any, suites: dict[str, list[dict[str, Any]]]) -> None:
     from rich.table import Table
 
-    table = Table(title="Scheduled runs against a vendor 50 ms away (one slot per route)")
+    table = Table(title="Scheduled routes against a vendor 50 ms away, one slot per route")
     for column in (
         "routes",
-        "phase",
+        "workers",
+        "poll s",
         "start-up s",
         "idle CPU",
         "ran / slots",
-        "missed",
+        "skipped",
         "late median s",
         "late p99 s",
+        "p99, all slots",
         "runs/s",
         "vs 1 worker",
         "CPU ms/run",
     ):
-        table.add_column(column, justify="left" if column == "phase" else "right")
+        table.add_column(column, justify="right")
     for phases in suites.values():
         base = next((p for p in phases if p.get("workers") == 1 and "throughput" in p), None)
+        base_rate = base["throughput"]["runs_per_second"] if base else None
         for phase in phases:
             idle = phase.get("idle")
             late = phase.get("lateness_seconds", {})
             every = phase.get("lateness_all_slots_seconds", {})
             rate = phase.get("throughput", {}).get("runs_per_second")
-            base_rate = base and base.get("throughput", {}).get("runs_per_second")
+            if "slots" in phase:
+                p99 = every.get("p99")
+                all_slots = f"{p99:.2f}" if p99 is not None else f"> {phase['grace']}"
+            else:
+                all_slots = "-"
             table.add_row(
                 f"{phase['routes']:,}",
-                phase["phase"] + (f", poll {phase['poll_seconds']}" if "slot" in phase else ""),
+                str(phase["workers"]),
+                str(phase["poll_seconds"]),
                 " ".join(f"{s:.1f}" for s in phase["startup_seconds"]),
                 f"{100 * idle['core_share']:.1f} %" if idle else "-",
-                f"{phase['runs']:,} / {phase['slots']:,}" if "runs" in phase else "-",
-                f"{phase['missed']:,}" if "missed" in phase else "-",
-                _late(late.get("median"), every.get("median"), phase),
-                _late(late.get("p99"), every.get("p99"), phase),
+                f"{phase['runs']:,} / {phase['slots']:,}" if "slots" in phase else "-",
+                f"{phase['missed']:,}" if "slots" in phase else "-",
+                f"{late['median']:.2f}" if late else "-",
+                f"{late['p99']:.2f}" if late else "-",
+                all_slots,
                 f"{rate:,.1f}" if rate else "-",
                 f"{rate / base_rate:.2f}" if rate and base_rate else "-",
                 f"{phase['worker_cpu_ms_per_run']:.0f}"
@@ -805,16 +824,13 @@ def print_tables(console: Any, suites: dict[str, list[dict[str, Any]]]) -> None:
                 else "-",
             )
     console.print(table)
-
-
-def _late(started: float | None, every: float | None, phase: dict[str, Any]) -> str:
-    """Lateness of the runs that started; with skipped slots, what it is over every slot."""
-    if started is None:
-        return "-"
-    if not phase.get("missed"):
-        return f"{started:.2f}"
-    overall = f"{every:.1f}" if every is not None else f"> {phase['grace']}"
-    return f"{started:.2f} (all slots: {overall})"
+    console.print(
+        "late: seconds from the slot to the run's start, of the runs that started; "
+        "p99, all slots: a skipped slot (not started within misfire_grace_seconds) counts as "
+        "later than the grace. runs/s: runs finished from the slot until the last one, or "
+        "within the grace when slots were skipped. CPU ms/run: the workers' CPU from the "
+        "slot on, per run."
+    )
 
 
 # -- main ----------------------------------------------------------------------------------------------
@@ -836,14 +852,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-runs",
         type=int,
-        default=12,
-        help="[worker] max_runs (and per connection and per system); see the README for why 12",
+        default=64,
+        help="[worker] max_runs, and max_runs_per_connection and _per_system set to the same",
     )
     parser.add_argument(
         "--poll-seconds",
         type=float,
-        default=3600,
-        help="[worker] poll_seconds of the slot phases (default 3600: see the README)",
+        help="[worker] poll_seconds of the slot phases (default: the hub's, 5)",
     )
     parser.add_argument(
         "--grace", type=int, default=60, help="misfire_grace_seconds: later slots are skipped"
@@ -852,7 +867,7 @@ def main(argv: list[str] | None = None) -> int:
         "--idle-seconds",
         type=float,
         default=50.0,
-        help="idle window at the default poll_seconds (two of its cycles at 5,000 routes)",
+        help="the idle phase's window, seconds (cut back to whole poll cycles)",
     )
     parser.add_argument(
         "--baseline-routes",
@@ -887,15 +902,20 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 170)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.perf_counter()
-    admin = Postgres(args.postgres_url, "postgres")
     try:
         [[row]] = Postgres(args.postgres_url, "postgres").run("SHOW server_version", admin=True)
         pg_version = row[0]
     except Exception as error:
         console.print(f"[red]PostgreSQL at {args.postgres_url} does not answer: {error}")
         return 1
-    del admin
     WORKDIR.mkdir(parents=True, exist_ok=True)
+    # Two runs at once would drop each other's databases and share two cores.
+    lock = (WORKDIR / "run.lock").open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        console.print(f"[red]another bench/schedule_load.py is running ({WORKDIR / 'run.lock'})")
+        return 1
     results: dict[str, Any] = {
         "benchmark": "schedule_load",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -924,7 +944,7 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(exist_ok=True)
     vendor = Vendor(args.latency, logs)
     sizes = [(args.routes, args.members, DATABASE)]
-    if args.baseline_routes:
+    if args.baseline_routes and args.baseline_routes != args.routes:
         small_members = max(1, min(args.members, args.baseline_routes // 50))
         sizes.append((args.baseline_routes, small_members, f"{DATABASE}_small"))
     databases = []
@@ -935,8 +955,6 @@ def main(argv: list[str] | None = None) -> int:
             databases.append(pg)
             suite_dir = WORKDIR / f"routes-{routes}"
             if suite_dir.exists():
-                import shutil
-
                 shutil.rmtree(suite_dir)
             suite = Suite(
                 f"{routes:,} routes", args, routes, members, pg, vendor, suite_dir, console
@@ -967,7 +985,7 @@ def main(argv: list[str] | None = None) -> int:
                     pg.drop()
                 except Exception as error:
                     console.print(f"[yellow]could not drop {pg.database}: {error}")
-    if args.baseline_routes and len(results["suites"]) == 2:
+    if len(sizes) == 2 and len(results["suites"]) == 2:
         big = next(
             p for p in results["suites"][str(args.routes)] if p.get("workers") == 1 and "slot" in p
         )

@@ -65,7 +65,8 @@ class VendorHttpSource(sdk.Connector[VendorHttpOptions]):
         await self._client().get_json("health")
 
     async def streams(self) -> list[sdk.StreamSpec]:
-        return [sdk.StreamSpec(name="employees", record="hr.employee")]
+        # The API takes any list name: one staff list per building, say.
+        return [sdk.StreamSpec(name="staff", record="hr.employee", description="any list name")]
 
     async def read(self, stream: str, state: sdk.State | None) -> AsyncIterator[sdk.Batch]:
         cursor = sdk.IncrementalCursor(state, self.lookback)
