@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import heapq
 import signal
 from collections import Counter, defaultdict, deque
@@ -50,12 +51,24 @@ class WorkerRefused(Exception):
 
 @dataclass(order=True)
 class Due:
-    """A run waiting to start: a schedule slot, or a retry after a failure."""
+    """A run waiting to start: a schedule slot, or a retry after a failure. Runs due at the same
+    moment are taken in an order of this worker's own (`rank`), so that workers sharing a
+    database try different routes first instead of queueing for the same ones."""
 
     start_at: datetime
+    rank: int = field(init=False, repr=False)
     route: str = field(compare=False)
     slot: datetime = field(compare=False)
     trigger: str = field(compare=False, default="schedule")
+
+    def __post_init__(self) -> None:
+        self.rank = spread(self.route)
+
+
+def spread(name: str) -> int:
+    """A number for `name` that differs from worker to worker."""
+    digest = hashlib.blake2b(f"{WORKER}|{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest)
 
 
 @dataclass
@@ -110,6 +123,8 @@ class Worker:
         self.last_slot: dict[str, datetime] = {}
         self.upcoming: list[tuple[datetime, str]] = []  # (next slot, route), a heap
         self.pending: list[Due] = []  # a heap by start time
+        #: Due runs waiting for room, per member, oldest first.
+        self.ready: defaultdict[str | None, deque[Due]] = defaultdict(deque)
         self.running: dict[str, Running] = {}
         self.failures: Counter[str] = Counter()
         self.stopping = asyncio.Event()
@@ -185,35 +200,40 @@ class Worker:
             zone = await conn.scalar(select(cooperative.c.timezone)) or "UTC"
             names = set(await route_names(conn))
             rows = {row.name: row for row in await load_routes(conn) if row.name in names}
+            now = await database_now(conn)
+            timetables: dict[str, Timetable] = {}
+            changed: list[str] = []
+            for name, row in rows.items():
+                if row.schedule is None:
+                    continue
+                old = self.timetables.get(name)
+                if old is not None and old.schedule == row.schedule:
+                    timetables[name] = old
+                    continue
+                try:
+                    timetables[name] = Timetable(name, row.schedule, zone)
+                except ScheduleError as error:
+                    log.error("schedule.invalid", route=name, error=str(error))
+                    continue
+                changed.append(name)
+            # A new or changed schedule starts from now, not from slots before it existed, nor
+            # from slots a worker already ran (read through the (route, slot) index).
             last = dict(
                 (
                     await conn.execute(
-                        select(runs.c.route, func.max(runs.c.scheduled_for)).group_by(runs.c.route)
+                        select(runs.c.route, func.max(runs.c.scheduled_for))
+                        .where(runs.c.route.in_(changed))
+                        .group_by(runs.c.route)
                     )
                 ).all()
+                if changed
+                else []
             )
-        now = datetime.now(UTC)
-        timetables: dict[str, Timetable] = {}
-        for name, row in rows.items():
-            if row.schedule is None:
-                continue
-            old = self.timetables.get(name)
-            if old is not None and old.schedule == row.schedule:
-                timetables[name] = old
-                continue
-            try:
-                timetables[name] = Timetable(name, row.schedule, zone)
-            except ScheduleError as error:
-                log.error("schedule.invalid", route=name, error=str(error))
-                continue
-            # A new or changed schedule starts from now, not from slots before it existed.
+        for name in changed:
             self.last_slot[name] = max(filter(None, (last.get(name), now)))
             self._push_next(name, timetables[name], self.last_slot[name])
         for name in set(self.timetables) - set(timetables):
             self.last_slot.pop(name, None)
-        for name, stored in last.items():
-            if name in timetables and stored is not None:
-                self.last_slot[name] = max(self.last_slot.get(name, stored), stored)
         self.timetables = timetables
         self.route_rows = rows
 
@@ -241,53 +261,52 @@ class Worker:
     # -- starting runs -------------------------------------------------------------------------
 
     def _dispatch(self, now: datetime) -> None:
-        """Start what is due, within the limits, fairly between members."""
-        if len(self.running) >= self.settings.max_runs:
-            return  # full: the next run to end wakes the loop
-        ready: list[Due] = []
+        """Start what is due, within the limits, fairly between members: the member with the
+        fewest runs going first, each member's runs oldest first. Each due run is queued once;
+        only the runs about to start are looked at, however many wait."""
         while self.pending and self.pending[0].start_at <= now:
-            ready.append(heapq.heappop(self.pending))
-        waiting: list[Due] = []
-        for due in ready:
-            timetable = self.timetables.get(due.route)
+            due = heapq.heappop(self.pending)
             row = self.route_rows.get(due.route)
-            if row is None or (due.trigger == "schedule" and timetable is None):
-                continue
-            window = timetable.in_maintenance(due.start_at) if timetable else None
-            if window is not None:
-                log.info("schedule.skipped", route=due.route, maintenance=window.text)
-                continue
-            grace = timetable.schedule.misfire_grace_seconds if timetable else None
-            if grace is not None and (now - due.start_at).total_seconds() > grace:
-                log.warning("schedule.missed", route=due.route, slot=due.slot.isoformat())
-                continue
-            waiting.append(due)
-        # Round robin between members, the member with the fewest runs going first, each
-        # member's runs oldest first.
+            if row is not None:
+                self.ready[row.member].append(due)
         members = Counter(r.member for r in self.running.values())
-        queues: dict[str | None, deque[Due]] = defaultdict(deque)
-        for due in sorted(waiting):
-            queues[self.route_rows[due.route].member].append(due)
-        turns = [(members[m], q[0].start_at, str(m), m) for m, q in queues.items()]
-        heapq.heapify(turns)
-        while turns:
-            count, _, _, member = heapq.heappop(turns)
-            queue = queues[member]
-            due = queue.popleft()
-            row = self.route_rows[due.route]
-            if len(self.running) >= self.settings.max_runs:
-                queue.appendleft(due)
+        blocked: set[str | None] = set()  # members whose next run does not fit now
+        while len(self.running) < self.settings.max_runs:
+            waiting = [m for m, queue in self.ready.items() if queue and m not in blocked]
+            if not waiting:
                 break
+            member = min(
+                waiting, key=lambda m: (members[m], self.ready[m][0].start_at, spread(str(m)))
+            )
+            queue = self.ready[member]
+            due = queue.popleft()
+            row = self.route_rows.get(due.route)
+            if row is None or not self._still_wanted(due, now):
+                continue
             if due.route in self.running or not self._fits(holds_of(row)):
-                heapq.heappush(self.pending, due)  # starts when a run ends
-            else:
-                self._start(row, due)
-                count += 1
-            if queue:
-                heapq.heappush(turns, (count, queue[0].start_at, str(member), member))
-        for queue in queues.values():
-            for due in queue:
-                heapq.heappush(self.pending, due)
+                queue.appendleft(due)  # starts when a run ends
+                blocked.add(member)
+                continue
+            self._start(row, due)
+            members[member] += 1
+        for member in [m for m, queue in self.ready.items() if not queue]:
+            del self.ready[member]
+
+    def _still_wanted(self, due: Due, now: datetime) -> bool:
+        """Whether a due run should start now: not in a maintenance window, not too late."""
+        timetable = self.timetables.get(due.route)
+        if due.trigger == "schedule" and timetable is None:
+            return False  # the route lost its schedule
+        if timetable is None:
+            return True
+        window = timetable.in_maintenance(due.start_at)
+        if window is not None:
+            log.info("schedule.skipped", route=due.route, maintenance=window.text)
+            return False
+        if (now - due.start_at).total_seconds() > timetable.schedule.misfire_grace_seconds:
+            log.warning("schedule.missed", route=due.route, slot=due.slot.isoformat())
+            return False
+        return True
 
     def _fits(self, holds: list[str]) -> bool:
         if len(self.running) >= self.settings.max_runs:

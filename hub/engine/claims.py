@@ -86,17 +86,24 @@ async def claim(
     """Create the run row, refusing if the route is disabled, running under a live claim, or
     (`scheduled_for`) its slot was claimed already."""
     async with writing(engine) as conn:
-        # Claims of one route wait for each other here (PostgreSQL; SQLite: the whole database).
-        await conn.execute(select(routes.c.name).where(routes.c.name == name).with_for_update())
+        if scheduled_for is not None and await _slot_taken(conn, name, scheduled_for):
+            raise SlotTaken(f"route {name!r}: the slot {scheduled_for.isoformat()} is taken")
+        # Claims of one route wait for each other here (PostgreSQL; SQLite: the whole database);
+        # a scheduled claim does not wait: another worker claiming the route has the slot.
+        locked = await conn.scalar(
+            select(routes.c.name)
+            .where(routes.c.name == name)
+            .with_for_update(skip_locked=scheduled_for is not None)
+        )
+        if locked is None and scheduled_for is not None:
+            raise SlotTaken(f"route {name!r}: another worker is claiming it")
         route = await load_route(conn, name)
         if not route.enabled:
             raise RouteRefused(f"route {name!r} is disabled")
         for end in (route.source, route.destination):
             if not end.enabled:
                 raise RouteRefused(f"route {name!r}: connection {end.name!r} is disabled")
-        if scheduled_for is not None and await conn.scalar(
-            select(runs.c.id).where(runs.c.route == name, runs.c.scheduled_for == scheduled_for)
-        ):
+        if scheduled_for is not None and await _slot_taken(conn, name, scheduled_for):
             raise SlotTaken(f"route {name!r}: the slot {scheduled_for.isoformat()} is taken")
         # A scheduled claim leaves a dead worker's run to be taken over (and resumed under its
         # own id); an admin's `cohub sync` ends it as abandoned and resumes in a new run.
@@ -127,6 +134,11 @@ async def claim(
         ).inserted_primary_key[0]
         _ACTIVE_RUNS.add(run_id)
     return Claim(route, run_id, trigger, _start(route, run_id, stored), scheduled_for=scheduled_for)
+
+
+async def _slot_taken(conn: AsyncConnection, route: str, slot: datetime) -> bool:
+    taken = select(runs.c.id).where(runs.c.route == route, runs.c.scheduled_for == slot)
+    return await conn.scalar(taken) is not None
 
 
 def _start(route: RouteRow, run_id: int, stored: StreamState) -> Start:
