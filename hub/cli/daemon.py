@@ -13,7 +13,6 @@ from hub.apply import apply
 from hub.cli.common import UsageError, ensure_schema, escape, out
 from hub.engine.claims import database_now
 from hub.runtime import Runtime
-from hub.store.database import create_engine, is_sqlite
 from hub.store.tables import runs, workers
 from hub.worker import Worker, WorkerRefused
 
@@ -26,12 +25,6 @@ async def cmd_run(args: argparse.Namespace, runtime: Runtime) -> int:
     if not args.no_apply:
         await apply(runtime.engine, config)
     settings = config.worker
-    if not is_sqlite(runtime.engine):
-        # A run holds up to two of the worker's connections at once (a checkpoint and the
-        # claim's heartbeat): size the pool for `max_runs`, not SQLAlchemy's default of 5 + 10.
-        url = runtime.engine.url
-        await runtime.engine.dispose()
-        runtime.engine = create_engine(url, pool_size=settings.max_runs + 4, max_overflow=10)
     worker = Worker(
         runtime,
         settings,
