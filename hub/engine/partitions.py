@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import multiprocessing
 import signal
 import sys
@@ -146,7 +145,6 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
             else:
                 worker.kill()
                 worker.join()
-        gc.unfreeze()
     if failure is not None:
         raise RunFailed(failure)
     if not all(part["done"] for part in parts):
@@ -192,9 +190,6 @@ def _fork_part(
         name=f"cohub-{run.route.name}-part-{index + 1}",
         daemon=True,
     )
-    # Objects the fork shares stay out of the collector's reach in both processes, so that a
-    # collection does not write to (and copy) every shared page.
-    gc.freeze()
     process.start()
     writer.close()
     loop = asyncio.get_running_loop()
