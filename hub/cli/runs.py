@@ -14,6 +14,7 @@ from rich.table import Table
 from sqlalchemy import select, update
 
 from hub.cli.common import UsageError, ensure_schema, err, escape, out, progress_bar
+from hub.engine.checkpoint import stored_counts
 from hub.engine.claims import RouteRefused
 from hub.engine.connections import UnknownRoute, route_names
 from hub.engine.run import RunSummary, run_route
@@ -125,14 +126,7 @@ def _summary(row: Any) -> RunSummary:
         route=row["route"],
         member=row["member"],
         status=row["status"],
-        counts=RunCounts(
-            read=row["records_read"],
-            written=row["records_written"],
-            rejected=row["records_rejected"],
-            batches=row["batches"],
-            retried=row["retries"],
-            deleted=row["records_deleted"],
-        ),
+        counts=stored_counts(row),
         error=row["error"],
     )
 

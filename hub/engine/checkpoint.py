@@ -145,6 +145,18 @@ async def commit_batch(
         return await save_counts(conn, run_id, counts, state_after=state)
 
 
+def stored_counts(row: Any) -> RunCounts:
+    """A run's counters as its row holds them (what `save_counts` and the run's end stored)."""
+    return RunCounts(
+        read=row["records_read"],
+        written=row["records_written"],
+        rejected=row["records_rejected"],
+        batches=row["batches"],
+        retried=row["retries"],
+        deleted=row["records_deleted"],
+    )
+
+
 async def save_counts(conn: AsyncConnection, run_id: int, counts: RunCounts, **extra: Any) -> bool:
     """Store a run's running totals (and any other run columns in `extra`); return whether the
     run was asked to stop, read by the same statement. Raise ClaimLost, rolling the caller's

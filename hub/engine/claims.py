@@ -24,7 +24,7 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from hub.engine.checkpoint import WORKER, StreamState, load_state
+from hub.engine.checkpoint import WORKER, StreamState, load_state, stored_counts
 from hub.engine.connections import RouteRow, load_route
 from hub.sdk.connector import State
 from hub.sdk.lifecycle import RunCounts
@@ -205,20 +205,13 @@ async def take_over(engine: AsyncEngine, *, lease: timedelta, limit: int) -> lis
             )
             _ACTIVE_RUNS.add(row["id"])
             stored = await load_state(conn, row["route"])
-            counts = RunCounts(
-                read=row["records_read"],
-                written=row["records_written"],
-                rejected=row["records_rejected"],
-                batches=row["batches"],
-                retried=row["retries"],
-            )
             claims.append(
                 Claim(
                     route,
                     row["id"],
                     row["trigger"],
                     _start(route, row["id"], stored),
-                    counts,
+                    stored_counts(row),
                     row["scheduled_for"],
                 )
             )
