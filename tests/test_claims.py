@@ -5,7 +5,6 @@ checkpoint; a worker that lost its claim commits nothing more. On SQLite and Pos
 from __future__ import annotations
 
 import asyncio
-import shutil
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -30,6 +29,7 @@ from hub.runtime import Runtime
 from hub.store import migrate
 from hub.store.database import create_engine
 from hub.store.tables import runs, stream_states, usage_events
+from tests.test_partitioned_reads import use_part_faults
 
 ROUTE = "eastview-payroll"
 SLOT = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)
@@ -44,11 +44,7 @@ async def applied(runtime, config_dir):
 
 def with_transform(runtime, config_dir: Path, orders: str, **route: object) -> None:
     """The `part_faults` test plugin on the Eastview route, with its orders and route keys."""
-    plugins = config_dir.parent / "plugins"
-    plugins.mkdir(exist_ok=True)
-    shutil.copy(Path(__file__).parent / "plugins" / "part_faults.py", plugins)
-    (plugins / "part_faults.on").write_text(orders)
-    runtime.plugins = PluginHost([plugins])
+    use_part_faults(runtime, config_dir, orders)
     keys = "".join(f"{key} = {value}\n" for key, value in route.items())
     routes = config_dir / "routes.toml"
     routes.write_text(

@@ -8,14 +8,12 @@ One worker on SQLite keeps working the same way.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import json
 import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,6 +26,7 @@ from hub.store.database import create_engine
 from hub.store.tables import runs, usage_events
 from tests.conftest import EXAMPLE_CONFIG
 from tests.test_crash_safety import cohub, cohub_command, worker_environment
+from tests.test_worker import until
 
 #: Lines each member's export delivers (Harbor Falls' two bad lines become dead letters).
 EXPORTS = {"eastview": 51, "millbrook": 39, "harbor-falls": 42}
@@ -79,13 +78,6 @@ def start_worker(config: Path, database: str, cwd: Path, env: dict, log: Path):
         stdout=subprocess.DEVNULL,
         stderr=log.open("w"),
     )
-
-
-async def until(check: Callable[[], Awaitable[bool]], seconds: float = 90) -> None:
-    deadline = asyncio.get_running_loop().time() + seconds
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
-        await asyncio.sleep(0.1)
 
 
 async def history(engine) -> list[dict]:
@@ -167,7 +159,7 @@ async def test_three_workers_on_postgresql_share_the_slots_and_survive_a_sigkill
         async def three_live() -> bool:
             return len(workers_listed(config, postgres_url, tmp_path, env)) == 3
 
-        await until(three_live)
+        await until(three_live, 90)
 
         # When the worker running Eastview's slow first run is killed mid-run
         async def eastview_halfway() -> dict | None:
@@ -181,7 +173,7 @@ async def test_three_workers_on_postgresql_share_the_slots_and_survive_a_sigkill
         async def found_halfway() -> bool:
             return await eastview_halfway() is not None
 
-        await until(found_halfway)
+        await until(found_halfway, 90)
         halfway = await eastview_halfway()
         assert halfway is not None
         victim = next(w for w in workers if f"{socket.gethostname()}:{w.pid}" == halfway["worker"])
@@ -193,7 +185,7 @@ async def test_three_workers_on_postgresql_share_the_slots_and_survive_a_sigkill
             rows = [r for r in await history(engine) if r["id"] == halfway["id"]]
             return rows[0]["status"] == "succeeded"
 
-        await until(taken_over_and_done)
+        await until(taken_over_and_done, 90)
         # ... and the others go on with the slots after it
         finished_at = max(r["finished_at"] or r["started_at"] for r in await history(engine))
 
@@ -204,7 +196,7 @@ async def test_three_workers_on_postgresql_share_the_slots_and_survive_a_sigkill
                 for route in ("millbrook-payroll", "harbor-falls-payroll", "eastview-payroll")
             )
 
-        await until(two_more_slots)
+        await until(two_more_slots, 90)
         listed = workers_listed(config, postgres_url, tmp_path, env)
         assert len(listed) == 2 and all(w["status"] == "running" for w in listed)
     finally:
@@ -252,7 +244,7 @@ async def test_one_worker_on_sqlite_runs_the_schedules(tmp_path: Path):
                 for route in ("millbrook-payroll", "harbor-falls-payroll", "eastview-payroll")
             )
 
-        await until(two_slots_each)
+        await until(two_slots_each, 90)
         second = cohub("run", config=config, database=database, cwd=tmp_path, env=env)
         assert second.returncode == 2
         assert "already runs on this SQLite database" in second.stderr

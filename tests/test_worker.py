@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import shutil
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -24,24 +23,14 @@ from hub.config import ConfigError, WorkerSettings, load_config
 from hub.engine.claims import RouteRefused
 from hub.engine.connections import load_route
 from hub.engine.run import run_route
-from hub.plugins import PluginHost
 from hub.store.tables import runs, usage_events
 from hub.worker import Due, Running, Worker, holds_of, system_of
+from tests.test_partitioned_reads import use_part_faults
 
 ROUTES = ["eastview-payroll", "millbrook-payroll", "harbor-falls-payroll"]
 FAST = WorkerSettings(
     lease_seconds=2, heartbeat_seconds=0.3, poll_seconds=0.2, shutdown_grace_seconds=10
 )
-
-
-def use_plugin(runtime, config_dir: Path, orders: str = "") -> Path:
-    """The `part_faults` test plugin in a site plugin folder; its alerts file."""
-    plugins = config_dir.parent / "plugins"
-    plugins.mkdir(exist_ok=True)
-    shutil.copy(Path(__file__).parent / "plugins" / "part_faults.py", plugins)
-    (plugins / "part_faults.on").write_text(orders)
-    runtime.plugins = PluginHost([plugins])
-    return plugins / "part_faults.alerts"
 
 
 def set_routes(config_dir: Path, **per_route: str) -> None:
@@ -89,6 +78,13 @@ class Serving:
     async def stop(self) -> None:
         self.worker.request_stop()
         await asyncio.wait_for(self.task, 60)
+
+    async def fire_now(self, route: str) -> None:
+        """Start `route` now, as if its slot had come (its schedule's are far off)."""
+        await until(lambda: asyncio.sleep(0, self.worker.timetables != {}))
+        now = datetime.now(UTC)
+        self.worker.pending.append(Due(now, route, now))
+        self.worker.wake.set()
 
 
 async def test_each_slot_runs_once_and_no_route_runs_twice_at_once(runtime, config_dir):
@@ -144,7 +140,7 @@ async def test_no_route_starts_in_a_maintenance_window(runtime, config_dir):
 
 
 async def test_a_failing_route_is_retried_with_backoff_then_alerts(runtime, config_dir):
-    alerts = use_plugin(runtime, config_dir, "fail 1")
+    alerts = use_part_faults(runtime, config_dir, "fail 1").with_name("part_faults.alerts")
     set_routes(
         config_dir,
         eastview_payroll='transforms = ["part_faults"]\n'
@@ -153,11 +149,7 @@ async def test_a_failing_route_is_retried_with_backoff_then_alerts(runtime, conf
     )
     await apply(runtime.engine, load_config(config_dir))
     worker = Serving(runtime)
-    await until(lambda: asyncio.sleep(0, worker.worker.timetables != {}))
-    # The hourly slot is far off: the route fails now as if its slot had come.
-    now = datetime.now(UTC)
-    worker.worker.pending.append(Due(now, "eastview-payroll", now))
-    worker.worker.wake.set()
+    await worker.fire_now("eastview-payroll")
 
     async def three_failures() -> bool:
         rows = await run_rows(runtime, "eastview-payroll")
@@ -186,7 +178,7 @@ async def test_a_failing_route_is_retried_with_backoff_then_alerts(runtime, conf
 async def test_sigterm_lets_the_batch_commit_and_hands_the_run_to_the_next_worker(
     runtime, config_dir
 ):
-    use_plugin(runtime, config_dir, "slow 0.3")
+    use_part_faults(runtime, config_dir, "slow 0.3")
     set_routes(
         config_dir,
         eastview_payroll='transforms = ["part_faults"]\nbatch_size = 5\n'
@@ -194,10 +186,7 @@ async def test_sigterm_lets_the_batch_commit_and_hands_the_run_to_the_next_worke
     )
     await apply(runtime.engine, load_config(config_dir))
     first = Serving(runtime)
-    await until(lambda: asyncio.sleep(0, first.worker.timetables != {}))
-    now = datetime.now(UTC)
-    first.worker.pending.append(Due(now, "eastview-payroll", now))
-    first.worker.wake.set()
+    await first.fire_now("eastview-payroll")
 
     async def two_batches() -> bool:
         rows = await run_rows(runtime, "eastview-payroll")
@@ -341,7 +330,7 @@ def test_bad_worker_settings_are_configuration_errors(config_dir, settings):
 async def test_a_run_that_will_not_stop_is_cancelled_after_the_grace_and_handed_over(
     runtime, config_dir
 ):
-    use_plugin(runtime, config_dir, "hang")
+    use_part_faults(runtime, config_dir, "hang")
     set_routes(
         config_dir,
         eastview_payroll='transforms = ["part_faults"]\nschedule = { every = "1h" }',
@@ -349,10 +338,7 @@ async def test_a_run_that_will_not_stop_is_cancelled_after_the_grace_and_handed_
     await apply(runtime.engine, load_config(config_dir))
     settings = msgspec.structs.replace(FAST, shutdown_grace_seconds=0.5)
     worker = Serving(runtime, settings)
-    await until(lambda: asyncio.sleep(0, worker.worker.timetables != {}))
-    now = datetime.now(UTC)
-    worker.worker.pending.append(Due(now, "eastview-payroll", now))
-    worker.worker.wake.set()
+    await worker.fire_now("eastview-payroll")
 
     async def running() -> bool:
         return bool(await run_rows(runtime, "eastview-payroll"))
@@ -367,7 +353,7 @@ async def test_a_run_that_will_not_stop_is_cancelled_after_the_grace_and_handed_
 
 
 async def test_an_admins_sync_and_the_daemon_never_run_a_route_at_once(runtime, config_dir):
-    use_plugin(runtime, config_dir, "slow 0.2")
+    use_part_faults(runtime, config_dir, "slow 0.2")
     slow = (
         'transforms = ["part_faults"]\nbatch_size = 5\n'
         'schedule = { every = "1s", misfire_grace_seconds = 60 }'
