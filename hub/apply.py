@@ -1,7 +1,9 @@
 """Applying a validated configuration to the store: a diff, then one transaction.
 
 `plan` compares the configuration with what is stored and lists changes; `apply` makes them
-all or none. Applying the same configuration twice changes nothing the second time.
+all or none. Applying the same configuration twice changes nothing the second time. Connections
+and routes created through the admin API are left alone unless the folder names them too (then
+the folder takes them over).
 """
 
 from __future__ import annotations
@@ -42,10 +44,21 @@ def desired_rows(config: HubConfig) -> list[tuple[str, Table, str, dict[str, dic
             "connection",
             connections,
             "name",
-            {k: {**as_row(v), "base_dir": config.directory} for k, v in config.connections.items()},
+            {
+                k: {**as_row(v), "base_dir": config.directory, "managed_by": "config"}
+                for k, v in config.connections.items()
+            },
         ),
         # Nested tables (schedule, restart) as plain dicts, for JSON columns.
-        ("route", routes, "name", {k: msgspec.to_builtins(v) for k, v in config.routes.items()}),
+        (
+            "route",
+            routes,
+            "name",
+            {
+                k: {**msgspec.to_builtins(v), "managed_by": "config"}
+                for k, v in config.routes.items()
+            },
+        ),
     ]
 
 
@@ -61,8 +74,11 @@ async def plan(conn: AsyncConnection, config: HubConfig) -> list[Change]:
                 changes.append(Change(action="add", kind=kind, name=name))
             elif diff := _differences(stored[name], full):
                 changes.append(Change(action="change", kind=kind, name=name, details=diff))
+        # Connections and routes created through the API are not the folder's to remove.
         removals.extend(
-            Change(action="remove", kind=kind, name=n) for n in stored if n not in wanted
+            Change(action="remove", kind=kind, name=n)
+            for n, row in stored.items()
+            if n not in wanted and row.get("managed_by", "config") == "config"
         )
     return changes + removals[::-1]
 

@@ -432,22 +432,9 @@ def load_config(directory: str | Path) -> HubConfig:
             issues.add(
                 routes_file, f"{key}.service", f"no service {route.service!r} in {coop_file.name}"
             )
-        if route.batch_size < 1:
-            issues.add(routes_file, f"{key}.batch_size", "must be at least 1")
-        if route.lookback_seconds < 0:
-            issues.add(routes_file, f"{key}.lookback_seconds", "must not be negative")
-        if route.call_timeout_seconds <= 0:
-            issues.add(routes_file, f"{key}.call_timeout_seconds", "must be more than 0")
-        if route.parallel_reads < 1:
-            issues.add(routes_file, f"{key}.parallel_reads", "must be at least 1")
-        if route.stall_seconds <= 0:
-            issues.add(routes_file, f"{key}.stall_seconds", "must be more than 0")
-        if route.schedule is not None:
-            zone = cooperative.timezone if cooperative is not None else "UTC"
-            for problem, reason in schedule_problems(route.schedule, zone):
-                issues.add(routes_file, f"{key}.schedule.{problem}", reason)
-        for problem, reason in restart_problems(route.restart):
-            issues.add(routes_file, f"{key}.restart.{problem}", reason)
+        zone = cooperative.timezone if cooperative is not None else "UTC"
+        for problem, reason in route_problems(route, zone):
+            issues.add(routes_file, f"{key}.{problem}", reason)
 
     billing_file = root / "billing.toml"
     billing: BillingPlans | None = BillingPlans()
@@ -473,6 +460,53 @@ def load_config(directory: str | Path) -> HubConfig:
     )
 
 
+def route_problems(route: Route, zone: str) -> list[tuple[str, str]]:
+    """(key, reason) for each value of `route` out of range; `zone` is the cooperative's."""
+    problems = []
+    if route.batch_size < 1:
+        problems.append(("batch_size", "must be at least 1"))
+    if route.lookback_seconds < 0:
+        problems.append(("lookback_seconds", "must not be negative"))
+    if route.call_timeout_seconds <= 0:
+        problems.append(("call_timeout_seconds", "must be more than 0"))
+    if route.parallel_reads < 1:
+        problems.append(("parallel_reads", "must be at least 1"))
+    if route.stall_seconds <= 0:
+        problems.append(("stall_seconds", "must be more than 0"))
+    if route.schedule is not None:
+        problems += [
+            (f"schedule.{key}", reason) for key, reason in schedule_problems(route.schedule, zone)
+        ]
+    problems += [(f"restart.{key}", reason) for key, reason in restart_problems(route.restart)]
+    return problems
+
+
+def connection_problems(
+    connection: Connection, connectors: Mapping[str, Any]
+) -> list[tuple[str, str]]:
+    """(key, reason) for what the loaded connectors say is wrong with `connection`: an unknown
+    connector, options its schema refuses, secrets it does not take."""
+    connector = connectors.get(connection.connector)
+    if connector is None:
+        known = ", ".join(sorted(connectors)) or "none loaded"
+        return [("connector", f"no connector {connection.connector!r} (known: {known})")]
+    problems = []
+    try:
+        connector.parse_options(connection.options)
+    except msgspec.ValidationError as error:
+        problems.append(_key_path("options", str(error), connection.options))
+    for secret in connection.secrets:
+        if secret not in connector.secrets:
+            declared = ", ".join(connector.secrets) or "none"
+            problems.append(
+                (
+                    f"secrets.{secret}",
+                    f"{connection.connector} takes no secret {secret!r} (it takes: {declared})",
+                )
+            )
+    return problems
+
+
 def check_against_plugins(
     config: HubConfig,
     connectors: Mapping[str, Any],
@@ -495,24 +529,8 @@ def check_against_plugins(
                 )
     for name, connection in config.connections.items():
         path = root / "connections" / f"{name}.toml"
-        connector = connectors.get(connection.connector)
-        if connector is None:
-            known = ", ".join(sorted(connectors)) or "none loaded"
-            issues.add(path, "connector", f"no connector {connection.connector!r} (known: {known})")
-            continue
-        try:
-            connector.parse_options(connection.options)
-        except msgspec.ValidationError as error:
-            key, reason = _key_path("options", str(error), connection.options)
+        for key, reason in connection_problems(connection, connectors):
             issues.add(path, key, reason)
-        for secret in connection.secrets:
-            if secret not in connector.secrets:
-                declared = ", ".join(connector.secrets) or "none"
-                issues.add(
-                    path,
-                    f"secrets.{secret}",
-                    f"{connection.connector} takes no secret {secret!r} (it takes: {declared})",
-                )
     for name, route in config.routes.items():
         for index, transform in enumerate(route.transforms):
             if transform not in known_transforms:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 import msgspec
@@ -377,3 +377,68 @@ async def close_period(
             ],
         )
     return months
+
+
+#: What a posted usage event must give.
+EVENT_FIELDS = ("member", "service", "meter", "quantity", "occurred_at", "idempotency_key")
+
+
+class EventProblems(ValueError):
+    """Posted usage events that cannot go into the ledger, each with its reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def checked_events(
+    raw: list[dict[str, Any]],
+    known_members: set[str],
+    known_services: set[str],
+    known_meters: set[str],
+    source: str | None,
+) -> list[UsageEvent]:
+    """Every event checked before any is posted (one bad event posts nothing): EventProblems
+    lists each bad event and why."""
+    events: list[UsageEvent] = []
+    problems: list[str] = []
+    for number, row in enumerate(raw, start=1):
+        where = f"{source}: event {number}" if source else f"event {number}"
+        try:
+            if not isinstance(row, dict):
+                raise ValueError("is not an object with the event's fields")
+            missing = [name for name in EVENT_FIELDS if not row.get(name)]
+            if missing:
+                raise ValueError(f"missing {', '.join(missing)}")
+            if row["member"] not in known_members:
+                raise ValueError(f"unknown member {row['member']!r}")
+            if row["service"] not in known_services:
+                raise ValueError(f"unknown service {row['service']!r}")
+            if row["meter"] not in known_meters:
+                raise ValueError(
+                    f"unknown meter {row['meter']!r}; meters are declared by plugins "
+                    f"({', '.join(sorted(known_meters))})"
+                )
+            try:
+                quantity = checked_quantity(Decimal(str(row["quantity"])))
+            except InvalidOperation:
+                raise ValueError(f"quantity {row['quantity']!r} is not a number") from None
+            moment = datetime.fromisoformat(str(row["occurred_at"]))
+            if moment.tzinfo is None:
+                raise ValueError(f"occurred_at {row['occurred_at']!r} has no time zone offset")
+            events.append(
+                UsageEvent(
+                    idempotency_key=str(row["idempotency_key"]),
+                    member=row["member"],
+                    service=row["service"],
+                    meter=row["meter"],
+                    quantity=quantity or Decimal(0),
+                    occurred_at=moment,
+                    subject=str(row.get("subject") or ""),
+                )
+            )
+        except (ValueError, TypeError, msgspec.ValidationError) as error:
+            problems.append(f"{where}: {error}")
+    if problems:
+        raise EventProblems(problems)
+    return events

@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import (
@@ -19,6 +20,7 @@ from hub.config import (
 )
 from hub.plugins import PluginHost
 from hub.store.database import create_engine, default_url
+from hub.store.tables import vault_secrets
 from hub.vault import MASTER_KEY_ENV, Vault, VaultResolver, load_keys
 
 HOME_ENV = "COHUB_HOME"
@@ -57,6 +59,8 @@ class Runtime:
         self.engine = engine
         self.plugins = plugins
         self.home = home
+        self._vault_values: dict[str, str] | None = None
+        self._vault_stamp: tuple[object, ...] | None = None
 
     @classmethod
     def open(
@@ -79,8 +83,41 @@ class Runtime:
         """Make ``vault:`` secrets resolvable, if a master key is present."""
         if MASTER_KEY_ENV not in os.environ and not key_file(self.home).exists():
             return
+        self._vault_stamp = await self._vault_version()
         values = await Vault(self.engine, load_keys(key_file(self.home))).unlock()
-        self.plugins.add_plugin(VaultResolver(values), name="vault")
+        if self._vault_values is None:
+            self._vault_values = values
+            self.plugins.add_plugin(VaultResolver(values), name="vault")
+        else:  # unlocked before: refresh in place (secrets set by another process)
+            self._vault_values.clear()
+            self._vault_values.update(values)
+
+    async def _vault_version(self) -> tuple[object, ...]:
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(select(func.count(), func.max(vault_secrets.c.updated_at)))
+            ).one()
+        return tuple(row)
+
+    async def unlock_vault_if_changed(self) -> None:
+        """Unlock the vault again if another process changed its secrets since (a connection
+        created through the API while this worker runs)."""
+        if self._vault_values is None or await self._vault_version() != self._vault_stamp:
+            await self.unlock_vault()
+
+    async def store_secrets(self, values: dict[str, str | None]) -> None:
+        """Encrypt each value into the vault under its name (None: delete it), and make it
+        resolvable in this process at once; a VaultError if there is no master key."""
+        vault = Vault(self.engine, load_keys(key_file(self.home)))
+        await vault.set_many(values)
+        if self._vault_values is None:
+            await self.unlock_vault()
+        else:
+            for name, value in values.items():
+                if value is None:
+                    self._vault_values.pop(name, None)
+                else:
+                    self._vault_values[name] = value
 
     async def close(self) -> None:
         """Release the database pool and the worker's shared HTTP session."""

@@ -75,22 +75,19 @@ class Vault:
 
     async def set(self, name: str, value: str) -> None:
         """Store or replace secret `name`."""
-        token = self.keys.encrypt(value.encode()).decode()
+        await self.set_many({name: value})
+
+    async def set_many(self, values: dict[str, str | None]) -> None:
+        """Store or replace each secret, or delete those given as None, in one transaction."""
         now = datetime.now(UTC)
         async with writing(self.engine) as conn:
-            existing = await conn.scalar(
-                select(vault_secrets.c.name).where(vault_secrets.c.name == name)
-            )
-            if existing is None:
-                await conn.execute(
-                    vault_secrets.insert().values(name=name, ciphertext=token, updated_at=now)
-                )
-            else:
-                await conn.execute(
-                    vault_secrets.update()
-                    .where(vault_secrets.c.name == name)
-                    .values(ciphertext=token, updated_at=now)
-                )
+            for name, value in values.items():
+                await conn.execute(vault_secrets.delete().where(vault_secrets.c.name == name))
+                if value is not None:
+                    token = self.keys.encrypt(value.encode()).decode()
+                    await conn.execute(
+                        vault_secrets.insert().values(name=name, ciphertext=token, updated_at=now)
+                    )
 
     async def unlock(self) -> dict[str, str]:
         """Every secret decrypted, for the resolver; a wrong key is a VaultError naming the secret."""

@@ -195,7 +195,9 @@ class Worker:
     # -- schedules -----------------------------------------------------------------------------
 
     async def refresh(self) -> None:
-        """Read the routes and their schedules again: `cohub apply` may have changed them."""
+        """Read the routes and their schedules again: `cohub apply` or the API may have changed
+        them (and the vault, for a connection created through the API)."""
+        await self.runtime.unlock_vault_if_changed()
         async with self.engine.connect() as conn:
             zone = await conn.scalar(select(cooperative.c.timezone)) or "UTC"
             names = set(await route_names(conn))
@@ -444,6 +446,11 @@ class Worker:
                     "need PostgreSQL (see docs/operations.md)"
                 )
 
+    @property
+    def queued(self) -> int:
+        """Runs due and waiting for room (a limit, or a member's turn): the queue depth."""
+        return sum(len(queue) for queue in self.ready.values())
+
     async def _register(self, status: str) -> None:
         """Insert or refresh this worker's row."""
         async with self.engine.begin() as conn:
@@ -452,6 +459,7 @@ class Worker:
                 "heartbeat_at": await database_now(conn),
                 "max_runs": self.settings.max_runs,
                 "running": len(self.running),
+                "queued": self.queued,
                 "lease_seconds": self.settings.lease_seconds,
             }
             updated = await conn.execute(

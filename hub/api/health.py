@@ -67,8 +67,7 @@ def health_app(worker: Worker) -> web.Application:
 
 
 async def start_health(worker: Worker, host: str, port: int) -> web.AppRunner:
-    """Serve the health endpoints; the caller cleans the runner up."""
-    runner = web.AppRunner(health_app(worker), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    return runner
+    """Serve the health endpoints alone; the caller cleans the runner up."""
+    from hub.cli.serve import start_site
+
+    return await start_site(health_app(worker), host, port)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import html
 import sys
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,11 +12,10 @@ import msgspec
 from rich.table import Table
 from sqlalchemy import select
 
+from hub.billing.documents import line_cells, statement_rows, statements_html
 from hub.billing.periods import PeriodError
-from hub.billing.plans import POOL_METHODS
 from hub.billing.statements import (
     Statement,
-    StatementLine,
     as_invoice,
     compute_statements,
     supplier_fees,
@@ -78,9 +76,9 @@ async def cmd_billing(args: argparse.Namespace, runtime: Runtime) -> int:
         _emit(args, rows, f"Receivables by member, {args.period}")
         return 0
     if args.form == "html":
-        _write(args, _html(found, title))
+        _write(args, statements_html(found, title))
     elif args.form in ("csv", "json"):
-        _emit(args, [row for s in found for row in _statement_rows(s)], "")
+        _emit(args, [row for s in found for row in statement_rows(s)], "")
     else:
         for statement in found:
             print_statement(statement)
@@ -184,27 +182,6 @@ async def _cooperative_name(conn) -> str:  # type: ignore[no-untyped-def]
     return await conn.scalar(select(cooperative.c.name)) or "Cohub"
 
 
-def _statement_rows(statement: Statement) -> list[dict[str, str]]:
-    return [
-        {
-            "period": statement.period,
-            "member": statement.member,
-            "service": line.service,
-            "coser": line.coser or "",
-            "month": line.month,
-            "kind": line.kind,
-            "adjusts": line.adjusts,
-            "method": line.method,
-            "meter": line.meter or "",
-            "quantity": "" if line.quantity is None else str(line.quantity),
-            "unit": line.unit,
-            "rate": "" if line.rate is None else str(line.rate),
-            "amount": str(line.amount),
-        }
-        for line in statement.lines
-    ]
-
-
 def print_statement(statement: Statement) -> None:
     """One member's statement as a table, its total and inputs fingerprint underneath."""
     table = Table(
@@ -225,28 +202,8 @@ def print_statement(statement: Statement) -> None:
             column, justify="right" if column in ("quantity", "rate/share", "amount") else "left"
         )
     for line in statement.lines:
-        table.add_row(*_cells(line))
+        table.add_row(*line_cells(line))
     out.print(table)
-
-
-def _cells(line: StatementLine) -> tuple[str, ...]:
-    """A statement line's cells as the table and the HTML page show them."""
-    if line.rate is None:
-        rate = ""
-    elif line.method in POOL_METHODS:
-        rate = f"{line.rate * 100:.4f} %"  # a share of the pool
-    else:
-        rate = f"{line.rate:,f}"
-    return (
-        line.service,
-        line.coser or "",
-        line.month,
-        line.label,
-        line.meter or "",
-        "" if line.quantity is None else f"{line.quantity.normalize():,f}",
-        rate,
-        f"{line.amount:,.2f}",
-    )
 
 
 def _emit(args: argparse.Namespace, rows: list[dict[str, str]], title: str) -> None:
@@ -267,45 +224,3 @@ def _write(args: argparse.Namespace, text: str) -> None:
         out.print(f"wrote {args.output}")
     else:
         sys.stdout.write(text)  # as is: a console would wrap long CSV and JSON lines
-
-
-def _html(found: list[Statement], cooperative_name: str) -> str:
-    """Printable statements, one page per member, for a business official's files."""
-    pages = []
-    for statement in found:
-        rows = "".join(
-            "<tr>"
-            + "".join(
-                f"<td class={'num' if i >= 5 else 'txt'}>{html.escape(cell)}</td>"
-                for i, cell in enumerate(_cells(line))
-            )
-            + "</tr>"
-            for line in statement.lines
-        )
-        pages.append(
-            f"""<section>
-<h1>{html.escape(cooperative_name)}</h1>
-<h2>Statement for {html.escape(statement.member_name)} ({html.escape(statement.member)})</h2>
-<p>Period {html.escape(statement.period)}</p>
-<table>
-<thead><tr><th>Service</th><th>CoSer</th><th>Month</th><th>Line</th><th>Meter</th>
-<th>Quantity</th><th>Rate / share</th><th>Amount</th></tr></thead>
-<tbody>{rows}</tbody>
-<tfoot><tr><th colspan=7>Total due</th><td class=num>{statement.total:,.2f}</td></tr></tfoot>
-</table>
-<p class=fp>Inputs fingerprint {statement.fingerprint}</p>
-</section>"""
-        )
-    return f"""<!doctype html>
-<html lang=en><head><meta charset=utf-8><title>Statements</title>
-<style>
-body {{ font: 11pt/1.4 system-ui, sans-serif; margin: 2em; }}
-section {{ page-break-after: always; }}
-table {{ border-collapse: collapse; width: 100%; }}
-th, td {{ border-bottom: 1px solid #999; padding: 0.3em 0.5em; text-align: left; }}
-.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-.fp {{ color: #555; font-size: 8pt; }}
-</style></head><body>
-{"".join(pages)}
-</body></html>
-"""

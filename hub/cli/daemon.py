@@ -32,8 +32,14 @@ async def cmd_run(args: argparse.Namespace, runtime: Runtime) -> int:
     )
     port = settings.health_port if args.health is None else args.health
     runner = None
-    if port:
-        from hub.api.health import start_health  # aiohttp's server only where it is wanted
+    if args.serve:
+        from hub.api.app import build_app  # the web server only where it is wanted
+        from hub.cli.serve import start_site
+
+        app = build_app(runtime, directory, worker=worker)
+        runner = await start_site(app, args.serve_host, args.serve)
+    elif port:
+        from hub.api.health import start_health
 
         runner = await start_health(worker, settings.health_host, port)
     try:
@@ -130,6 +136,13 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PORT",
         help="serve /healthz and /readyz on this port (default: [worker] health_port)",
     )
+    parser.add_argument(
+        "--serve",
+        type=int,
+        metavar="PORT",
+        help="also serve the admin API, console, /metrics and the health endpoints on this port",
+    )
+    parser.add_argument("--serve-host", default="127.0.0.1", help="address --serve listens on")
     parser.add_argument(
         "--no-apply",
         action="store_true",

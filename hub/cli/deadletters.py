@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.table import Table
@@ -13,13 +12,10 @@ from sqlalchemy import Select, select
 from hub.cli.common import UsageError, actor, ensure_schema, escape, out
 from hub.cli.runs import print_runs
 from hub.engine.claims import RouteRefused
-from hub.engine.connections import load_route
+from hub.engine.deadletters import discard, pii_columns
 from hub.engine.replay import replay
-from hub.model import RECORD_TYPES
 from hub.redaction import mask, redact_text
 from hub.runtime import Runtime
-from hub.sdk.connector import ConnectionContext
-from hub.store.database import writing
 from hub.store.tables import dead_letters
 
 
@@ -73,7 +69,7 @@ async def cmd_deadletters(args: argparse.Namespace, runtime: Runtime) -> int:
             await _print_one(runtime, row)
     elif args.action == "discard":
         open_ids = [row["id"] for row in rows if row["status"] == "open"]
-        await _discard(runtime, open_ids)
+        await discard(runtime.engine, open_ids, actor())
         out.print(f"discarded {len(open_ids)} dead letter(s)")
     else:
         _check_all_found(args, rows)
@@ -123,7 +119,7 @@ async def _print_one(runtime: Runtime, row: Any) -> None:
     table = Table(title=f"Dead letter {row['id']}", show_header=False)
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value")
-    extra = await _pii_columns(runtime, row["route"], row["stream"])
+    extra = await pii_columns(runtime.engine, runtime.plugins, row["route"], row["stream"])
     for field, value in (
         ("route", row["route"]),
         ("member", row["member"] or "-"),
@@ -138,46 +134,6 @@ async def _print_one(runtime: Runtime, row: Any) -> None:
     ):
         table.add_row(field, escape(str(value)))
     out.print(table)
-
-
-#: Every field name any canonical record marks PII: a raw record using the same names is masked.
-RECORD_PII_NAMES = frozenset(
-    name.rsplit(".", 1)[-1] for record in RECORD_TYPES.values() for name in record.pii_fields()
-)
-
-
-async def _pii_columns(runtime: Runtime, route: str, stream: str) -> frozenset[str]:
-    """Source columns the route's source connector says hold PII (lower-cased for matching)."""
-    try:
-        async with runtime.engine.connect() as conn:
-            row = await load_route(conn, route)
-        cls = runtime.plugins.connector(row.source.connector)
-        connector = cls(
-            cls.parse_options(row.source.options),
-            {},
-            ConnectionContext(
-                connection=row.source.name, member=row.source.member, base_dir=row.source.base_dir
-            ),
-        )
-        declared = frozenset(column.lower() for column in connector.pii_columns(stream))
-    except Exception:
-        # The route or its connector is gone: mask by field names alone.
-        declared = frozenset()
-    return declared | RECORD_PII_NAMES
-
-
-async def _discard(runtime: Runtime, ids: list[int]) -> None:
-    """Take dead letters off the open list for good, saying who did."""
-    async with writing(runtime.engine) as conn:
-        await conn.execute(
-            dead_letters.update()
-            .where(dead_letters.c.id.in_(ids))
-            .values(
-                status="discarded",
-                resolution=f"discarded by {actor()}",
-                resolved_at=datetime.now(UTC),
-            )
-        )
 
 
 __all__ = ["add_arguments", "cmd_deadletters"]

@@ -19,22 +19,15 @@ from hub import logs
 from hub.apply import apply
 from hub.billing.periods import month_of
 from hub.billing.statements import compute_statements
-from hub.cli import billing, daemon, deadletters, state, usage
+from hub.cli import billing, daemon, deadletters, serve, state, usage
 from hub.cli.common import UsageError, ensure_schema, err, escape, out
 from hub.cli.deadletters import cmd_deadletters
 from hub.cli.runs import cmd_runs, cmd_sync, print_runs, sync_routes
 from hub.cli.state import cmd_state
 from hub.config import ConfigError
-from hub.engine.connections import (
-    ConnectionRow,
-    open_connector,
-    route_names,
-    stored_connections,
-)
+from hub.engine.connections import check_connection, route_names, stored_connections
 from hub.metering import load_calendar, usage_totals
 from hub.model import RECORD_TYPES, record_type
-from hub.plugins import PluginHost, describe
-from hub.redaction import redact_text
 from hub.runtime import CONFIG_ENV, Runtime, home_dir, key_file
 from hub.sdk.lifecycle import RunCounts
 from hub.store import migrate
@@ -118,7 +111,8 @@ async def cmd_check(args: argparse.Namespace, runtime: Runtime) -> int:
         table.add_column(column, no_wrap=True)
     failures: list[tuple[str, str]] = []
     for row in rows:
-        result, streams = await check_connection(runtime.plugins, row)
+        result, found = await check_connection(runtime.plugins, row)
+        streams = ", ".join(f"{s.name} ({s.record})" if s.record else s.name for s in found)
         if result != "ok":
             failures.append((row.name, result))
         status = "[green]ok" if result == "ok" else "[red]failed"
@@ -127,21 +121,6 @@ async def cmd_check(args: argparse.Namespace, runtime: Runtime) -> int:
     for name, reason in failures:
         out.print(f"[red]{name}:[/] {escape(reason)}")
     return 1 if failures else 0
-
-
-async def check_connection(host: PluginHost, row: ConnectionRow) -> tuple[str, str]:
-    """Open a connection, run its connector's check and discovery: ("ok", streams) or the error."""
-    connector = None
-    try:
-        connector = open_connector(host, row)
-        await connector.check()
-        streams = await connector.streams()
-    except Exception as error:
-        return redact_text(describe(error)), ""
-    finally:
-        if connector is not None:
-            await connector.close()
-    return "ok", ", ".join(f"{s.name} ({s.record})" if s.record else s.name for s in streams)
 
 
 async def cmd_plugins(args: argparse.Namespace, runtime: Runtime) -> int:
@@ -309,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_run_arguments(run)
     daemon.add_workers_arguments(
         command("workers", daemon.cmd_workers, "live workers, their claims and heartbeats")
+    )
+    serve.add_serve_arguments(
+        command("serve", serve.cmd_serve, "serve the admin API, the web console and /metrics")
+    )
+    serve.add_tokens_arguments(
+        command("tokens", serve.cmd_tokens, "API tokens: list, create, revoke ID")
     )
     check = command("check", cmd_check, "test connections: reach each system and list its streams")
     check.add_argument("connections", nargs="*", help="connection names (default: all)")

@@ -9,22 +9,20 @@ import io
 import json
 import sys
 from datetime import UTC, date, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import msgspec
 from rich.table import Table
 from sqlalchemy import select
 
 from hub.cli.common import UsageError, data_text, ensure_schema, out
-from hub.metering import UsageEvent, UsageTotal, append_usage, checked_quantity, usage_totals
+from hub.metering import EventProblems, UsageTotal, append_usage, checked_events, usage_totals
 from hub.runtime import Runtime
 from hub.store.database import writing
 from hub.store.tables import members, services
 
 FORMATS = ("table", "json", "csv")
-EVENT_FIELDS = ("member", "service", "meter", "quantity", "occurred_at", "idempotency_key")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -116,9 +114,16 @@ async def _post(args: argparse.Namespace, runtime: Runtime) -> int:
     async with writing(runtime.engine) as conn:
         known_members = set((await conn.execute(select(members.c.code))).scalars())
         known_services = set((await conn.execute(select(services.c.code))).scalars())
-        events = _checked_events(
-            raw, known_members, known_services, set(runtime.plugins.meters()), args.file
-        )
+        try:
+            events = checked_events(
+                raw,
+                known_members,
+                known_services,
+                set(runtime.plugins.meters()),
+                str(args.file) if args.file else "usage post",
+            )
+        except EventProblems as problems:
+            raise UsageError("\n".join([*problems.problems, "nothing was posted"])) from None
         new = await append_usage(conn, events)
     out.print(f"posted {new} usage event(s); {len(events) - new} already in the ledger")
     return 0
@@ -138,53 +143,4 @@ def _read_events(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _checked_events(
-    raw: list[dict[str, Any]],
-    known_members: set[str],
-    known_services: set[str],
-    known_meters: set[str],
-    source: Path | None,
-) -> list[UsageEvent]:
-    """Every event checked before any is posted: one bad line posts nothing."""
-    events: list[UsageEvent] = []
-    problems: list[str] = []
-    for number, row in enumerate(raw, start=1):
-        where = f"{source}: event {number}" if source else "usage post"
-        try:
-            if not isinstance(row, dict):
-                raise ValueError("is not an object with the event's fields")
-            missing = [name for name in EVENT_FIELDS if not row.get(name)]
-            if missing:
-                raise ValueError(f"missing {', '.join(missing)}")
-            if row["member"] not in known_members:
-                raise ValueError(f"unknown member {row['member']!r}")
-            if row["service"] not in known_services:
-                raise ValueError(f"unknown service {row['service']!r}")
-            if row["meter"] not in known_meters:
-                raise ValueError(
-                    f"unknown meter {row['meter']!r}; meters are declared by plugins "
-                    f"({', '.join(sorted(known_meters))})"
-                )
-            try:
-                quantity = checked_quantity(Decimal(str(row["quantity"])))
-            except InvalidOperation:
-                raise ValueError(f"quantity {row['quantity']!r} is not a number") from None
-            moment = datetime.fromisoformat(str(row["occurred_at"]))
-            if moment.tzinfo is None:
-                raise ValueError(f"occurred_at {row['occurred_at']!r} has no time zone offset")
-            events.append(
-                UsageEvent(
-                    idempotency_key=str(row["idempotency_key"]),
-                    member=row["member"],
-                    service=row["service"],
-                    meter=row["meter"],
-                    quantity=quantity or Decimal(0),
-                    occurred_at=moment,
-                    subject=str(row.get("subject") or ""),
-                )
-            )
-        except (ValueError, TypeError, msgspec.ValidationError) as error:
-            problems.append(f"{where}: {error}")
-    if problems:
-        raise UsageError("\n".join([*problems, "nothing was posted"]))
-    return events
+# END

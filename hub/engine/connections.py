@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -9,9 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.config import SECRET_REFERENCE, Restart, Schedule
-from hub.plugins import PluginHost
-from hub.redaction import register_secret
-from hub.sdk.connector import ConnectionContext, Connector
+from hub.plugins import PluginHost, describe
+from hub.redaction import redact_text, register_secret
+from hub.sdk.connector import ConnectionContext, Connector, StreamSpec
 from hub.sdk.errors import ConnectorConfigError
 from hub.store.tables import connections, routes, services
 
@@ -75,7 +76,7 @@ async def load_routes(conn: AsyncConnection, names: list[str] | None = None) -> 
     query = select(routes).order_by(routes.c.name)
     if names is not None:
         query = query.where(routes.c.name.in_(names))
-    rows = [_plain(row) for row in (await conn.execute(query)).mappings()]
+    rows = [plain(row) for row in (await conn.execute(query)).mappings()]
     if not rows:
         return []
     wanted = sorted({row[end] for row in rows for end in ("source", "destination")})
@@ -102,7 +103,7 @@ async def load_routes(conn: AsyncConnection, names: list[str] | None = None) -> 
     return loaded
 
 
-def _plain(row: Any) -> dict[str, Any]:
+def plain(row: Any) -> dict[str, Any]:
     """A row mapping as a dict with plain ``str`` keys (SQLAlchemy's are a str subclass)."""
     return {str(key): value for key, value in row.items()}
 
@@ -115,8 +116,7 @@ async def stored_connections(
     if names is not None:
         query = query.where(connections.c.name.in_(names))
     return [
-        msgspec.convert(_plain(row), ConnectionRow)
-        for row in (await conn.execute(query)).mappings()
+        msgspec.convert(plain(row), ConnectionRow) for row in (await conn.execute(query)).mappings()
     ]
 
 
@@ -138,8 +138,11 @@ async def route_names(conn: AsyncConnection, *, enabled_only: bool = True) -> li
     return list((await conn.scalars(query)).all())
 
 
-def open_connector(host: PluginHost, connection: ConnectionRow) -> Connector:
-    """An instance of the connection's connector with options parsed and secrets resolved."""
+def open_connector(
+    host: PluginHost, connection: ConnectionRow, values: Mapping[str, str] | None = None
+) -> Connector:
+    """An instance of the connection's connector with options parsed and secrets resolved;
+    `values` are secrets given as they are (a connection tested before it is saved)."""
     try:
         cls = host.connector(connection.connector)
     except KeyError as error:
@@ -149,6 +152,9 @@ def open_connector(host: PluginHost, connection: ConnectionRow) -> Connector:
     except msgspec.ValidationError as error:
         raise ConnectorConfigError(f"connection {connection.name!r}: options: {error}") from None
     secrets: dict[str, str] = {}
+    for secret, value in (values or {}).items():
+        register_secret(value)
+        secrets[secret] = value
     for secret, reference in connection.secrets.items():
         match = SECRET_REFERENCE.match(reference)
         if match is None:
@@ -166,3 +172,21 @@ def open_connector(host: PluginHost, connection: ConnectionRow) -> Connector:
         connection=connection.name, member=connection.member, base_dir=connection.base_dir
     )
     return cls(options, secrets, context)
+
+
+async def check_connection(
+    host: PluginHost, row: ConnectionRow, values: Mapping[str, str] | None = None
+) -> tuple[str, list[StreamSpec]]:
+    """Open a connection, run its connector's check and discovery: ("ok", its streams) or the
+    error (secrets scrubbed) and no streams."""
+    connector = None
+    try:
+        connector = open_connector(host, row, values)
+        await connector.check()
+        streams = await connector.streams()
+    except Exception as error:
+        return redact_text(describe(error)), []
+    finally:
+        if connector is not None:
+            await connector.close()
+    return "ok", streams

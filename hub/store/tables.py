@@ -74,6 +74,8 @@ connections = Table(
     Column("secrets", JSON, nullable=False),
     Column("base_dir", Text, nullable=False),
     Column("enabled", Boolean, nullable=False, default=True),
+    # "config": `cohub apply` owns it; "api": created through the API, which apply leaves alone.
+    Column("managed_by", String(20), nullable=False, default="config", server_default="config"),
 )
 
 routes = Table(
@@ -96,6 +98,8 @@ routes = Table(
     Column("schedule", JSON),
     Column("restart", JSON),
     Column("stall_seconds", Float, nullable=False, default=900.0, server_default="900"),
+    # "config": `cohub apply` owns it; "api": created through the API, which apply leaves alone.
+    Column("managed_by", String(20), nullable=False, default="config", server_default="config"),
 )
 
 runs = Table(
@@ -146,6 +150,8 @@ workers = Table(
     Column("heartbeat_at", UtcDateTime(), nullable=False),
     Column("max_runs", Integer, nullable=False),
     Column("running", Integer, nullable=False, default=0),
+    # Runs due and waiting for room, as of the last heartbeat (the queue depth /metrics shows).
+    Column("queued", Integer, nullable=False, default=0, server_default="0"),
     # A worker whose heartbeat is older than its lease is gone (crashed, killed, cut off).
     Column("lease_seconds", Float, nullable=False),
 )
@@ -279,4 +285,33 @@ vault_secrets = Table(
     Column("name", String(128), primary_key=True),
     Column("ciphertext", Text, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# API tokens: `id` is public (it prefixes the token); only a SHA-256 of the secret part is kept.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    # admin | operator | billing | viewer; a viewer sees one member's data (`member`).
+    Column("role", String(20), nullable=False),
+    Column("member", String(64)),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("created_by", String(200), nullable=False),
+    Column("last_used_at", UtcDateTime()),
+    Column("expires_at", UtcDateTime()),
+    Column("revoked_at", UtcDateTime()),
+)
+
+# Console sign-ins: the cookie holds a random session id, the table only its SHA-256.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("token_id", String(32), ForeignKey("api_tokens.id", ondelete="CASCADE"), nullable=False),
+    # Echoed in every console form: a request from another site cannot know it.
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
 )
