@@ -56,3 +56,13 @@ async def runtime(database_url: str, config_dir: Path, tmp_path: Path) -> AsyncI
     hub = Runtime(engine, host, tmp_path / "home")
     yield hub
     await hub.close()
+
+
+@pytest.fixture
+async def hub(runtime: Runtime, config_dir: Path) -> AsyncIterator[object]:
+    """The example cooperative synced and served over HTTP, with a token per role
+    (`tests.apikit.ServedHub`)."""
+    from tests.apikit import served_hub
+
+    async with served_hub(runtime, config_dir) as served:
+        yield served
