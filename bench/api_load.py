@@ -243,6 +243,8 @@ class Hub:
     def prepare(self, events: int, days: int, seed: int) -> dict[str, Any]:
         self.directory.mkdir(parents=True)
         started = time.perf_counter()
+        if self.database:  # a fresh PostgreSQL database has no schema yet (SQLite: made by demo)
+            self.cohub("db", "upgrade")
         self.cohub("demo")
         facts: dict[str, Any] = {"demo_seconds": round(time.perf_counter() - started, 1)}
         if events:
