@@ -113,3 +113,13 @@ def test_every_billing_plan_key_is_in_the_billing_guide(field):
 @pytest.mark.parametrize("method", typing.get_args(Method))
 def test_every_billing_method_is_in_the_billing_guide(method):
     assert f"| `{method}` |" in BILLING_GUIDE.read_text()
+
+
+def test_every_api_endpoint_is_in_the_api_guide():
+    from hub.api.app import build_app  # registers every endpoint
+    from hub.api.endpoints import PREFIX, api
+
+    assert build_app
+    text = (DOCS / "api.md").read_text()
+    for e in api.endpoints:
+        assert f"`{e.method} {PREFIX}{e.path}`" in text, f"docs/api.md lacks {e.method} {e.path}"

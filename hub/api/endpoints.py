@@ -217,7 +217,7 @@ def decode_query(request: web.Request, kind: type | None) -> Any:
         return None
     seen: dict[str, str] = {}
     for key in keys:
-        if key in seen:
+        if len(request.query.getall(key)) > 1:
             raise ApiError("bad_request", "given more than once", field=key)
         seen[key] = request.query[key]
     try:

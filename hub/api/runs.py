@@ -14,7 +14,7 @@ from typing import Any, Literal
 import msgspec
 import structlog
 from aiohttp import web
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from hub.api.auth import OPERATE
 from hub.api.endpoints import Call, Page, Paging, api, listed
@@ -115,9 +115,9 @@ async def getload_run(call: Call) -> RunDetail:
     row = await load_run(call, call.path["id"])
     async with call.runtime.engine.connect() as conn:
         letters = await conn.scalar(
-            select(dead_letters.c.id)
-            .with_only_columns(dead_letters.c.id.count())
-            .where(dead_letters.c.run_id == row["id"], dead_letters.c.status == "open")
+            select(func.count()).where(
+                dead_letters.c.run_id == row["id"], dead_letters.c.status == "open"
+            )
         )
     return RunDetail(
         **msgspec.structs.asdict(answer(row)),
