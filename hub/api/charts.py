@@ -22,7 +22,7 @@ def bar_chart(points: list[tuple[str, Decimal]], unit: str, label: str) -> Marku
     top = max((q for _, q in points), default=Decimal(0)) or Decimal(1)
     plot_w, plot_h = WIDTH - LEFT - 8, HEIGHT - BOTTOM - TOP
     step = plot_w / len(points)
-    bar_w = max(step * 0.7, 1.0)
+    bar_w = min(max(step * 0.7, 1.0), 48.0)
     every = max(1, len(points) // 12)  # label at most a dozen buckets
     parts = [
         f'<svg class="chart" role="img" viewBox="0 0 {WIDTH} {HEIGHT}" '

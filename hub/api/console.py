@@ -51,7 +51,12 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
+def _quantity(value: Decimal) -> str:
+    return f"{value.normalize():,f}"
+
+
 templates.filters["when"] = _when
+templates.filters["quantity"] = _quantity
 
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
