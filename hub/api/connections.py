@@ -69,10 +69,10 @@ class ConnectionPatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Fields to change; absent fields stay. `options` replaces all options; `secrets` sets
     the secrets named (null removes one) and keeps the others."""
 
-    description: str | None = None
-    options: dict[str, Any] | None = None
-    secrets: dict[str, str | SecretReference | None] | None = None
-    enabled: bool | None = None
+    description: str | msgspec.UnsetType = msgspec.UNSET
+    options: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+    secrets: dict[str, str | SecretReference | None] | msgspec.UnsetType = msgspec.UNSET
+    enabled: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 class CheckResult(msgspec.Struct, kw_only=True):
@@ -181,7 +181,7 @@ async def _check_member(conn: Any, member: str | None) -> None:
 
 
 async def _store_secrets(call: Call, values: dict[str, str | None]) -> None:
-    if not any(v is not None for v in values.values()) and not values:
+    if not values:
         return
     try:
         await call.runtime.store_secrets(values)
@@ -251,12 +251,12 @@ async def change_connection(call: Call) -> ConnectionOut:
     _owned(row)
     patch: ConnectionPatch = call.body
     values: dict[str, str | None] = {}
-    if patch.secrets is not None:
+    if patch.secrets is not msgspec.UNSET:
         references, values = _split_secrets(row["name"], patch.secrets)
         merged = {**row["secrets"], **references}
         row["secrets"] = {k: v for k, v in merged.items() if v is not None}
     for field in ("description", "options", "enabled"):
-        if getattr(patch, field) is not None:
+        if getattr(patch, field) is not msgspec.UNSET:
             row[field] = getattr(patch, field)
     _checked(
         call,
