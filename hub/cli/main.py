@@ -260,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--json", action="store_true", help="log JSON lines (as the daemon does)")
     parser.add_argument(
-        "--log-level", default="warning", choices=["debug", "info", "warning", "error", "critical"]
+        "--log-level",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="default: info for `serve` (one line per request), warning for the rest",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -330,7 +332,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.configure(json=args.json, level=args.log_level)
+    logs.configure(
+        json=args.json,
+        level=args.log_level or ("info" if args.command == "serve" else "warning"),
+    )
     # What start-up built (modules, classes, the parser) lives as long as the process: move it
     # out of the cycle collector's sight, so its full passes during a sync stay short.
     gc.freeze()
