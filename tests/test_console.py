@@ -286,6 +286,28 @@ async def test_statement_downloads_work_with_the_session(hub: ServedHub) -> None
             assert (await response.text()).startswith("period,member,service")
 
 
+async def test_a_statement_is_shown_with_its_lines_and_total(hub: ServedHub) -> None:
+    period = datetime.now(UTC).strftime("%Y-%m")
+    async with Browser(hub) as browser:
+        await browser.sign_in(hub.tokens["billing"])
+        status, text = await browser.get(f"/console/statements/{period}/eastview")
+        assert status == 200
+        assert "Statement for Eastview Central School District (eastview)" in text
+        assert "Total due" in text and f"/console/statements/{period}/eastview.html" in text
+
+
+async def test_the_dead_letter_list_filters_by_run(hub: ServedHub) -> None:
+    run_id, letter_id = await _millbrook_dead_letter(hub)
+    async with Browser(hub) as browser:
+        await browser.sign_in(hub.tokens["admin"])
+        _, text = await browser.get(f"/console/dead-letters?run={run_id}")
+        assert f'href="/console/dead-letters/{letter_id}"' in text
+        _, text = await browser.get(f"/console/dead-letters?run={run_id + 100}")
+        assert "No dead letters match." in text
+        status, _ = await browser.get("/console/dead-letters?status=lost")
+        assert status == 400
+
+
 async def test_an_unknown_console_page_is_a_readable_404(hub: ServedHub) -> None:
     async with Browser(hub) as browser:
         await browser.sign_in(hub.tokens["admin"])

@@ -20,12 +20,13 @@ from typing import Any
 
 import jinja2
 import msgspec
+import structlog
 from aiohttp import web
 from sqlalchemy import select
 
 from hub.api import catalog, deadletters, routes, runs, statements, usage
 from hub.api import connections as connections_api
-from hub.api.app import SESSION_COOKIE, VERIFIER
+from hub.api.app import REQUEST_ID, SESSION_COOKIE, VERIFIER
 from hub.api.auth import ADMIN, BILLING, OPERATE, Principal, Role
 from hub.api.charts import bar_chart
 from hub.api.endpoints import PRINCIPAL, RUNTIME, Call
@@ -36,6 +37,7 @@ from hub.billing.documents import line_cells
 from hub.store.tables import connections, members, services
 
 HERE = Path(__file__).parent
+log = structlog.get_logger("hub.console")
 LOGIN_COOKIE = "cohub_login"
 #: How many rows a console list shows (the API pages further).
 LIST_LIMIT = 200
@@ -61,7 +63,9 @@ templates.filters["quantity"] = _quantity
 Page = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def render(request: web.Request, name: str, status: int = 200, **values: Any) -> web.Response:
+def render(
+    request: web.Request, name: str, *, http_status: int = 200, **values: Any
+) -> web.Response:
     principal = request.get(PRINCIPAL)
     text = templates.get_template(name).render(
         principal=principal,
@@ -71,11 +75,11 @@ def render(request: web.Request, name: str, status: int = 200, **values: Any) ->
         may_bill=principal is not None and principal.role in BILLING,
         **values,
     )
-    return web.Response(text=text, status=status, content_type="text/html")
+    return web.Response(text=text, status=http_status, content_type="text/html")
 
 
 def error_page(request: web.Request, status: int, message: str) -> web.Response:
-    return render(request, "error.html", status=status, code=status, message=message)
+    return render(request, "error.html", http_status=status, code=status, message=message)
 
 
 def call_for(
@@ -105,6 +109,15 @@ def page(allow: frozenset[Role] | None = None) -> Callable[[Page], Page]:
                 return await handler(request)
             except ApiError as error:
                 return error_page(request, error.body.status, error.body.message)
+            except web.HTTPException:
+                raise
+            except Exception:
+                log.exception("console.failed", request_id=request.get(REQUEST_ID))
+                return error_page(
+                    request,
+                    500,
+                    f"Internal error; the hub's log has request {request.get(REQUEST_ID)}.",
+                )
 
         return run
 
@@ -121,7 +134,7 @@ async def root(request: web.Request) -> web.StreamResponse:
 async def login_form(request: web.Request, *, problem: str = "", status: int = 200) -> web.Response:
     """The sign-in form with a fresh double-submit token (there is no session to bind to)."""
     token = secrets.token_urlsafe(24)
-    response = render(request, "login.html", status=status, login_token=token, problem=problem)
+    response = render(request, "login.html", http_status=status, login_token=token, problem=problem)
     response.set_cookie(
         LOGIN_COOKIE, token, httponly=True, samesite="Strict", path="/login", max_age=3600
     )
@@ -194,10 +207,13 @@ def _id(request: web.Request) -> int:
 @page()
 async def dead_letter_list(request: web.Request) -> web.StreamResponse:
     route = request.query.get("route") or None
+    run = request.query.get("run") or None
     status = request.query.get("status") or "open"
     try:
         query = msgspec.convert(
-            {"route": route, "status": status, "limit": LIST_LIMIT}, deadletters.DeadLetterQuery
+            {"route": route, "run": run, "status": status, "limit": LIST_LIMIT},
+            deadletters.DeadLetterQuery,
+            strict=False,
         )
     except msgspec.ValidationError as error:
         raise from_validation(error, where="query") from None
@@ -207,7 +223,8 @@ async def dead_letter_list(request: web.Request) -> web.StreamResponse:
         "dead_letters.html",
         letters=found.items,
         route=route or "",
-        status=status,
+        run=run or "",
+        chosen_status=status,
         statuses=("open", "replayed", "discarded", "any"),
     )
 
@@ -267,6 +284,8 @@ def _connector(infos: list[catalog.ConnectorInfo], name: str) -> catalog.Connect
 @page(ADMIN)
 async def connection_form(request: web.Request) -> web.StreamResponse:
     infos = catalog.connector_infos(call_for(request))
+    if not infos:
+        raise ApiError("not_found", "no connector is loaded: install or enable a plugin")
     chosen = _connector(infos, request.query.get("connector", "")) or infos[0]
     return await _show_connection_form(request, infos, chosen, {}, {})
 
@@ -284,7 +303,7 @@ async def _show_connection_form(
     return render(
         request,
         "connection_new.html",
-        status=status,
+        http_status=status,
         connectors=infos,
         chosen=chosen,
         fields=option_fields(chosen.options_schema),
@@ -388,7 +407,7 @@ async def route_submit(request: web.Request) -> web.StreamResponse:
     return render(
         request,
         "route_new.html",
-        status=422,
+        http_status=422,
         sent=sent,
         problems=problems,
         choices=await _choices(request),
