@@ -167,21 +167,16 @@ async def test_queue_depth_counts_live_workers_only(hub):
 
 async def test_the_process_counts_a_request_it_answered(hub):
     key = (("route", "/api/v1/status"), ("status", "200"))
-    before = (await metrics(hub)).get("cohub_http_requests_total", {}).get(key, 0)
-    seconds_before = (
-        (await metrics(hub))
-        .get("cohub_http_request_seconds_count", {})
-        .get((("route", "/api/v1/status"),), 0)
-    )
+    timed = (("route", "/api/v1/status"),)
+    before = await metrics(hub)
+    counted = before.get("cohub_http_requests_total", {}).get(key, 0)
+    observed = before.get("cohub_http_request_seconds_count", {}).get(timed, 0)
 
     assert (await hub.call("GET", "/status", as_="operator")).status == 200
 
     after = await metrics(hub)
-    assert after["cohub_http_requests_total"][key] == before + 1
-    assert (
-        after["cohub_http_request_seconds_count"][(("route", "/api/v1/status"),)]
-        == seconds_before + 1
-    )
+    assert after["cohub_http_requests_total"][key] == counted + 1
+    assert after["cohub_http_request_seconds_count"][timed] == observed + 1
 
 
 async def test_metrics_needs_a_staff_token(hub):
