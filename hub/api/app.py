@@ -28,7 +28,7 @@ from hub.api import (  # noqa: F401
     usage,
 )
 from hub.api.auth import Verifier
-from hub.api.endpoints import CONFIG_DIR, PRINCIPAL, RUNTIME, api
+from hub.api.endpoints import CONFIG_DIR, CSRF, PRINCIPAL, RUNTIME, api
 from hub.api.errors import CODES, ApiError, ErrorBody, ErrorResponse
 from hub.api.openapi import document
 from hub.api.runs import STARTED, STOP
@@ -141,7 +141,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     elif not _machine(request) and (cookie := request.cookies.get(SESSION_COOKIE)):
         found = await verifier.session(cookie)
         if found is not None:
-            request[PRINCIPAL], request["csrf"] = found
+            request[PRINCIPAL], request[CSRF] = found
     return await handler(request)
 
 

@@ -29,7 +29,7 @@ from hub.api import connections as connections_api
 from hub.api.app import REQUEST_ID, SESSION_COOKIE, VERIFIER
 from hub.api.auth import ADMIN, BILLING, OPERATE, Principal, Role
 from hub.api.charts import bar_chart
-from hub.api.endpoints import PRINCIPAL, RUNTIME, Call
+from hub.api.endpoints import CSRF, PRINCIPAL, RUNTIME, Call
 from hub.api.errors import ApiError, from_validation
 from hub.api.forms import SECRET, option_fields, raw_values, read_options, read_secrets
 from hub.api.scope import visible
@@ -69,7 +69,7 @@ def render(
     principal = request.get(PRINCIPAL)
     text = templates.get_template(name).render(
         principal=principal,
-        csrf=request.get("csrf", ""),
+        csrf=request.get(CSRF, ""),
         may_operate=principal is not None and principal.role in OPERATE,
         may_admin=principal is not None and principal.role in ADMIN,
         may_bill=principal is not None and principal.role in BILLING,
@@ -103,7 +103,7 @@ def page(allow: frozenset[Role] | None = None) -> Callable[[Page], Page]:
             if request.method == "POST":
                 form = await request.post()
                 sent = str(form.get("csrf", ""))
-                if not hmac.compare_digest(sent.encode(), request.get("csrf", "").encode()):
+                if not hmac.compare_digest(sent.encode(), request.get(CSRF, "").encode()):
                     return error_page(request, 403, "The form's CSRF token is missing or wrong.")
             try:
                 return await handler(request)
@@ -185,7 +185,7 @@ async def overview(request: web.Request) -> web.StreamResponse:
 @page(OPERATE)
 async def start_run(request: web.Request) -> web.StreamResponse:
     form = await request.post()
-    started = await runs.startload_run(
+    started = await runs.start_run(
         call_for(request, body=runs.StartRun(route=str(form.get("route", ""))))
     )
     raise web.HTTPSeeOther(f"/console/runs/{started.id}")
@@ -193,7 +193,7 @@ async def start_run(request: web.Request) -> web.StreamResponse:
 
 @page()
 async def run_detail(request: web.Request) -> web.StreamResponse:
-    run = await runs.getload_run(call_for(request, path={"id": _id(request)}))
+    run = await runs.get_run(call_for(request, path={"id": _id(request)}))
     return render(request, "run.html", run=run)
 
 

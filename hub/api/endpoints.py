@@ -25,6 +25,8 @@ from hub.runtime import Runtime
 T = TypeVar("T")
 PREFIX = "/api/v1"
 PRINCIPAL: web.RequestKey[Principal | None] = web.RequestKey("principal")
+#: A console session's CSRF token, which every console form must echo.
+CSRF: web.RequestKey[str] = web.RequestKey("csrf")
 RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")
 CONFIG_DIR: web.AppKey[Path] = web.AppKey("config_dir")
 

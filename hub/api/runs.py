@@ -111,7 +111,7 @@ async def load_run(call: Call, run_id: int) -> Any:
     path_types={"id": int},
     errors=(404,),
 )
-async def getload_run(call: Call) -> RunDetail:
+async def get_run(call: Call) -> RunDetail:
     row = await load_run(call, call.path["id"])
     async with call.runtime.engine.connect() as conn:
         letters = await conn.scalar(
@@ -142,7 +142,7 @@ class StartRun(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     status=202,
     errors=(409, 422),
 )
-async def startload_run(call: Call) -> RunOut:
+async def start_run(call: Call) -> RunOut:
     """Claim the route now (409 if it is disabled or running) and run it in the background;
     poll ``GET /runs/{id}`` for its end."""
     name = call.body.route
@@ -182,7 +182,7 @@ async def startload_run(call: Call) -> RunOut:
     path_types={"id": int},
     errors=(404, 409),
 )
-async def cancelload_run(call: Call) -> RunOut:
+async def cancel_run(call: Call) -> RunOut:
     """Ask a running run to stop after the batch in hand (on whichever worker runs it)."""
     row = await load_run(call, call.path["id"])
     async with call.runtime.engine.begin() as conn:
