@@ -30,7 +30,7 @@ from hub.api import (  # noqa: F401
 from hub.api.auth import Verifier
 from hub.api.endpoints import CONFIG_DIR, CSRF, PRINCIPAL, RUNTIME, api
 from hub.api.errors import CODES, ApiError, ErrorBody, ErrorResponse
-from hub.api.openapi import document
+from hub.api.openapi import document_bytes
 from hub.api.runs import STARTED, STOP
 from hub.runtime import Runtime
 
@@ -146,7 +146,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(document())
+    return web.Response(body=document_bytes(), content_type="application/json")
 
 
 async def _stop_runs(app: web.Application) -> AsyncIterator[None]:

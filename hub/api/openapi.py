@@ -40,6 +40,12 @@ def _operation_id(endpoint: Endpoint) -> str:
 
 
 @cache
+def document_bytes() -> bytes:
+    """The document encoded once (it changes only with the code)."""
+    return msgspec.json.encode(document())
+
+
+@cache
 def document() -> dict[str, Any]:
     endpoints = api.endpoints
     types: list[Any] = [ErrorResponse]
