@@ -198,3 +198,18 @@ async def test_a_worker_serves_the_api_and_runs_what_it_starts(tmp_path, postgre
         await engine.dispose()
     assert worker.returncode == 0, log[-2000:]
     assert "not-needed-with-trust-auth" not in log
+
+
+def test_commands_that_do_not_serve_do_not_load_the_web_server():
+    """aiohttp's server, Jinja2 and the Prometheus client load only for `serve` and `run
+    --serve`: a sync's peak memory (bench/run.py) does not carry them."""
+    import sys
+
+    probe = (
+        "import sys, hub.cli.main; "
+        "print(sorted(m for m in ('aiohttp.web', 'jinja2', 'prometheus_client') if m in sys.modules))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"

@@ -8,8 +8,8 @@ import json
 import signal
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from rich.table import Table
 from sqlalchemy import select
 
@@ -18,9 +18,14 @@ from hub.cli.common import UsageError, actor, ensure_schema, escape, out
 from hub.runtime import Runtime
 from hub.store.tables import api_tokens
 
+if TYPE_CHECKING:  # aiohttp's server loads only for the commands that serve (8 MiB)
+    from aiohttp import web
+
 
 async def start_site(app: web.Application, host: str, port: int) -> web.AppRunner:
     """Serve `app` (access log off: the request log middleware writes one JSON line each)."""
+    from aiohttp import web
+
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
