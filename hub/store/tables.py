@@ -278,13 +278,42 @@ cooperative = Table(
     Column("fiscal_year_start", String(5), nullable=False),
 )
 
-# Secrets referenced as vault:NAME, Fernet-encrypted under the master key.
+# Secrets referenced as vault:NAME: Fernet-encrypted under the master key, or, for a member's
+# connection, sealed under that member's data key (`member`).
 vault_secrets = Table(
     "vault_secrets",
     metadata,
     Column("name", String(128), primary_key=True),
     Column("ciphertext", Text, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    Column("member", String(64)),
+)
+
+# Each member's data key (AES-256-GCM), wrapped (Fernet) by the master key. Purging a member
+# destroys its key (`wrapped` NULL, `destroyed_at` set): what was sealed under it is unreadable.
+data_keys = Table(
+    "data_keys",
+    metadata,
+    Column("member", String(64), primary_key=True),
+    Column("wrapped", Text),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("destroyed_at", UtcDateTime()),
+)
+
+# Append-only record of who changed what: each entry's `hash` covers its content and the previous
+# entry's hash, so `cohub audit verify` finds an edited, removed or reordered entry.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UtcDateTime(), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200), nullable=False),
+    # What changed, never a secret value.
+    Column("details", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
 )
 
 # API tokens: `id` is public (it prefixes the token); only a SHA-256 of the secret part is kept.
