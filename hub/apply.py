@@ -14,6 +14,7 @@ import msgspec
 from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from hub.audit import record
 from hub.config import HubConfig
 from hub.store.database import writing
 from hub.store.tables import connections, cooperative, members, routes, services
@@ -91,8 +92,11 @@ def _differences(stored: dict[str, Any], wanted: dict[str, Any]) -> list[str]:
     ]
 
 
-async def apply(engine: AsyncEngine, config: HubConfig, *, dry_run: bool = False) -> list[Change]:
-    """Make the store match `config` in one transaction and return what changed."""
+async def apply(
+    engine: AsyncEngine, config: HubConfig, *, dry_run: bool = False, actor: str = "cohub apply"
+) -> list[Change]:
+    """Make the store match `config` in one transaction and return what changed; each change
+    is recorded in the audit log, in the same transaction."""
     async with writing(engine) as conn:
         changes = await plan(conn, config)
         if dry_run or not changes:
@@ -108,4 +112,11 @@ async def apply(engine: AsyncEngine, config: HubConfig, *, dry_run: bool = False
                 )
             else:
                 await conn.execute(table.delete().where(table.c[key] == change.name))
+            await record(
+                conn,
+                actor=actor,
+                action=f"config.{change.action}",
+                target=f"{change.kind} {change.name}",
+                details={"folder": config.directory, "changes": change.details},
+            )
     return changes

@@ -16,9 +16,10 @@ from typing import Any
 
 import msgspec
 from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.redaction import mask
+from hub.store.database import writing
 from hub.store.tables import audit_log
 
 #: The previous hash of the first entry.
@@ -114,3 +115,17 @@ async def verify(conn: AsyncConnection) -> tuple[int, str, list[Break]]:
             breaks.append(Break(entry.id, "its content was changed after it was written"))
         previous, last_id = entry.hash, entry.id
     return count, previous, breaks
+
+
+async def note(
+    engine: AsyncEngine,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """`record` in a transaction of its own, for an action that has none to join (a run
+    started, a login)."""
+    async with writing(engine) as conn:
+        await record(conn, actor=actor, action=action, target=target, details=details)

@@ -481,7 +481,7 @@ class Worker:
             return
         try:
             config = self.reload_config()
-            changes = await apply(self.engine, config)
+            changes = await apply(self.engine, config, actor=f"worker {WORKER} (SIGHUP)")
         except ConfigError as error:
             log.error("worker.reload_refused", issues=[str(i) for i in error.issues])
             return

@@ -27,6 +27,11 @@ def actor() -> str:
     return os.environ.get("COHUB_ACTOR") or getpass.getuser()
 
 
+def cli_actor() -> str:
+    """The audit log's actor for a command typed at a shell."""
+    return f"{actor()} (cli)"
+
+
 class UsageError(Exception):
     """A command used wrongly; exit 2 with the message."""
 
@@ -76,6 +81,7 @@ def progress_bar() -> Progress:
 __all__ = [
     "UsageError",
     "actor",
+    "cli_actor",
     "data_text",
     "ensure_schema",
     "err",

@@ -10,7 +10,8 @@ from rich.table import Table
 from sqlalchemy import select
 
 from hub.apply import apply
-from hub.cli.common import UsageError, ensure_schema, escape, out
+from hub.cli.common import UsageError, cli_actor, ensure_schema, escape, out
+from hub.engine.checkpoint import WORKER
 from hub.engine.claims import database_now
 from hub.runtime import Runtime
 from hub.store.tables import runs, workers
@@ -23,7 +24,7 @@ async def cmd_run(args: argparse.Namespace, runtime: Runtime) -> int:
     await ensure_schema(runtime)
     await runtime.unlock_vault()
     if not args.no_apply:
-        await apply(runtime.engine, config)
+        await apply(runtime.engine, config, actor=f"worker {WORKER} ({cli_actor()})")
     settings = config.worker
     worker = Worker(
         runtime,

@@ -20,7 +20,7 @@ from hub.apply import apply
 from hub.billing.periods import month_of
 from hub.billing.statements import compute_statements
 from hub.cli import audit, billing, daemon, deadletters, serve, state, usage
-from hub.cli.common import UsageError, ensure_schema, err, escape, out
+from hub.cli.common import UsageError, cli_actor, ensure_schema, err, escape, out
 from hub.cli.deadletters import cmd_deadletters
 from hub.cli.runs import cmd_runs, cmd_sync, print_runs, sync_routes
 from hub.cli.state import cmd_state
@@ -90,7 +90,7 @@ async def cmd_validate(args: argparse.Namespace, runtime: Runtime) -> int:
 async def cmd_apply(args: argparse.Namespace, runtime: Runtime) -> int:
     config = runtime.load_checked(config_dir(args))
     await ensure_schema(runtime)
-    changes = await apply(runtime.engine, config, dry_run=args.dry_run)
+    changes = await apply(runtime.engine, config, dry_run=args.dry_run, actor=cli_actor())
     for change in changes:
         out.print(str(change), markup=False)
     verb = "would apply" if args.dry_run else "applied"
@@ -179,7 +179,7 @@ async def cmd_demo(args: argparse.Namespace, runtime: Runtime) -> int:
     await ensure_schema(runtime)
     config = runtime.load_checked(directory)
     await runtime.unlock_vault()
-    changes = await apply(runtime.engine, config)
+    changes = await apply(runtime.engine, config, actor=cli_actor())
     out.print(
         f"applied {len(changes)} configuration change(s)"
         if changes
