@@ -130,6 +130,45 @@ class WorkerSettings(Strict):
     health_host: str = "127.0.0.1"
 
 
+class StreamRetention(Strict):
+    """How long one stream's copies stay in the hub (``[retention.streams.NAME]``); a key left
+    out follows ``[retention]``."""
+
+    dead_letters_days: int | None = None
+    resolved_dead_letters_days: int | None = None
+    runs_days: int | None = None
+    state_changes_days: int | None = None
+
+
+class Retention(Strict):
+    """How long the hub keeps copies of district records and their history (``[retention]``
+    in cooperative.toml), applied by `cohub data purge`. None keeps them for good."""
+
+    #: Days an open dead letter is kept after it was created.
+    dead_letters_days: int | None = None
+    #: Days a replayed or discarded dead letter is kept after it was resolved (0: until the
+    #: next purge).
+    resolved_dead_letters_days: int = 0
+    #: Days a finished run keeps its state snapshots (state before and after).
+    runs_days: int | None = None
+    #: Days a manual state change (`cohub state set|reset`) is kept.
+    state_changes_days: int | None = None
+    #: Overrides per stream name (the stream dead letters and routes name).
+    streams: dict[str, StreamRetention] = msgspec.field(default_factory=dict)
+
+
+def retention_problems(retention: Retention) -> list[tuple[str, str]]:
+    """(key, reason) for retention periods that are negative."""
+    problems = []
+    tables = [("", retention)] + [(f"streams.{n}.", s) for n, s in retention.streams.items()]
+    for prefix, table in tables:
+        for field in msgspec.structs.fields(table):
+            value = getattr(table, field.name)
+            if isinstance(value, int) and value < 0:
+                problems.append((f"{prefix}{field.name}", "must not be negative"))
+    return problems
+
+
 class Route(Strict):
     """(source connection, stream) → (destination connection, stream), metered to a service."""
 
@@ -170,6 +209,7 @@ class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
     routes: dict[str, Route]
     billing: BillingPlans = msgspec.field(default_factory=BillingPlans)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
+    retention: Retention = msgspec.field(default_factory=Retention)
 
     def plugin_dirs(self) -> list[Path]:
         """Plugin folders, relative ones resolved against the configuration folder."""
@@ -370,7 +410,9 @@ def load_config(directory: str | Path) -> HubConfig:
         raise ConfigError([ConfigIssue(str(root), "", "is not a configuration folder")])
     coop_file = root / "cooperative.toml"
     coop = read_toml(coop_file, issues) or {}
-    for unknown in sorted(set(coop) - {"cooperative", "members", "services", "plugins", "worker"}):
+    for unknown in sorted(
+        set(coop) - {"cooperative", "members", "services", "plugins", "worker", "retention"}
+    ):
         issues.add(coop_file, unknown, "unknown key")
     cooperative = None
     if "cooperative" in coop:
@@ -386,6 +428,9 @@ def load_config(directory: str | Path) -> HubConfig:
     if worker is not None:
         for key, reason in worker_problems(worker):
             issues.add(coop_file, f"worker.{key}", reason)
+    retention = issues.convert(coop.get("retention", {}), Retention, coop_file, "retention")
+    for key, reason in retention_problems(retention or Retention()):
+        issues.add(coop_file, f"retention.{key}", reason)
 
     # Names declared, even where their body has an issue: a reference to them is not dangling.
     member_names = set(_names(coop, "members"))
@@ -436,6 +481,21 @@ def load_config(directory: str | Path) -> HubConfig:
         for problem, reason in route_problems(route, zone):
             issues.add(routes_file, f"{key}.{problem}", reason)
 
+    # A stream no route carries is a typo, or its overrides would never apply (unless
+    # routes.toml could not be read at all: that issue is reported already).
+    declared = routes_data.get("routes", {})
+    streams = {
+        body.get(end)
+        for body in (declared.values() if isinstance(declared, dict) else ())
+        if isinstance(body, dict)
+        for end in ("source_stream", "destination_stream")
+    }
+    routes_unread = any(issue.file == str(routes_file) and not issue.key for issue in issues.issues)
+    for stream in sorted(set((retention or Retention()).streams) - streams):
+        if routes_unread:
+            break
+        issues.add(coop_file, f"retention.streams.{stream}", "no route reads or writes this stream")
+
     billing_file = root / "billing.toml"
     billing: BillingPlans | None = BillingPlans()
     if billing_file.exists():
@@ -445,7 +505,7 @@ def load_config(directory: str | Path) -> HubConfig:
         for key, reason in plan_problems(billing or BillingPlans(), member_names, service_names):
             issues.add(billing_file, key, reason)
 
-    if issues.issues or None in (cooperative, plugins, billing, worker):
+    if issues.issues or None in (cooperative, plugins, billing, worker, retention):
         raise ConfigError(issues.issues)
     return HubConfig(
         directory=str(root.resolve()),
@@ -457,6 +517,7 @@ def load_config(directory: str | Path) -> HubConfig:
         routes=routes,
         billing=billing,
         worker=worker,
+        retention=retention,
     )
 
 
