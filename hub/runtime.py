@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -18,10 +19,14 @@ from hub.config import (
     load_config,
     read_toml,
 )
+from hub.keyring import Keyring, attach
 from hub.plugins import PluginHost
 from hub.store.database import create_engine, default_url
 from hub.store.tables import vault_secrets
-from hub.vault import MASTER_KEY_ENV, Vault, VaultResolver, load_keys
+from hub.vault import MASTER_KEY_ENV, Vault, VaultResolver, load_keys, master_key_present
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 HOME_ENV = "COHUB_HOME"
 CONFIG_ENV = "COHUB_CONFIG"
@@ -61,6 +66,10 @@ class Runtime:
         self.home = home
         self._vault_values: dict[str, str] | None = None
         self._vault_stamp: tuple[object, ...] | None = None
+        self._master: tuple[object, MultiFernet] | None = None
+        #: This process's member data keys; engine code finds it through the engine.
+        self.keyring = Keyring(engine, self.master_keys)
+        attach(engine, self.keyring)
 
     @classmethod
     def open(
@@ -79,12 +88,38 @@ class Runtime:
         check_against_plugins(config, plugins.connectors(), plugins.transforms(), plugins.meters())
         return config
 
+    def master_keys(self) -> MultiFernet | None:
+        """The master keys as ``COHUB_MASTER_KEY`` or the key file hold them now (None: no
+        master key). The file is read again whenever it changed, so a process running during
+        `cohub keys rotate` picks up the rotated file (new key first, old after)."""
+        path = key_file(self.home)
+        if not master_key_present(path):
+            return None
+        env = os.environ.get(MASTER_KEY_ENV)
+        if env is not None:
+            version: object = ("env", env)
+        else:
+            status = path.stat()
+            version = ("file", status.st_mtime_ns, status.st_size, status.st_ino)
+        if self._master is None or self._master[0] != version:
+            self._master = (version, load_keys(path))
+        return self._master[1]
+
+    def vault(self) -> Vault:
+        """The vault under the current master keys and this process's keyring; a VaultError if
+        there is no master key."""
+        keys = self.master_keys()
+        if keys is None:
+            keys = load_keys(key_file(self.home))  # raises the "no master key" VaultError
+        return Vault(self.engine, keys, self.keyring)
+
     async def unlock_vault(self) -> None:
-        """Make ``vault:`` secrets resolvable, if a master key is present."""
-        if MASTER_KEY_ENV not in os.environ and not key_file(self.home).exists():
+        """Make ``vault:`` secrets resolvable, if a master key is present; the key file is read
+        again each time (see `master_keys`)."""
+        if self.master_keys() is None:
             return
         self._vault_stamp = await self._vault_version()
-        values = await Vault(self.engine, load_keys(key_file(self.home))).unlock()
+        values = await self.vault().unlock()
         if self._vault_values is None:
             self._vault_values = values
             self.plugins.add_plugin(VaultResolver(values), name="vault")
@@ -105,11 +140,13 @@ class Runtime:
         if self._vault_values is None or await self._vault_version() != self._vault_stamp:
             await self.unlock_vault()
 
-    async def store_secrets(self, values: dict[str, str | None]) -> None:
+    async def store_secrets(
+        self, values: dict[str, str | None], *, member: str | None = None, actor: str = "api"
+    ) -> None:
         """Encrypt each value into the vault under its name (None: delete it), and make it
-        resolvable in this process at once; a VaultError if there is no master key."""
-        vault = Vault(self.engine, load_keys(key_file(self.home)))
-        await vault.set_many(values)
+        resolvable in this process at once; a VaultError if there is no master key. A member's
+        connection secret is sealed under the member's data key (`Vault.set_many`)."""
+        await self.vault().set_many(values, member=member, actor=actor)
         if self._vault_values is None:
             await self.unlock_vault()
         else:

@@ -2,6 +2,11 @@
 
 The master key comes from ``COHUB_MASTER_KEY`` or a key file that only its owner may read (0600).
 Several keys, newest first, form a MultiFernet so old ciphertexts stay readable during rotation.
+
+A secret of a member's connection (``connection.NAME.SECRET`` where connection NAME belongs to a
+member, or one stored with an explicit member) is sealed under that member's data key instead
+(`hub.keyring`, AES-GCM bound to the member and the secret's name), so purging the member makes it
+unreadable; cooperative-level secrets stay Fernet tokens under the master key.
 """
 
 from __future__ import annotations
@@ -12,15 +17,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import structlog
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.hookspecs import hookimpl
 from hub.store.database import writing
-from hub.store.tables import vault_secrets
+from hub.store.tables import connections, vault_secrets
 
 if TYPE_CHECKING:
     from cryptography.fernet import MultiFernet
+
+    from hub.keyring import Keyring
+
+log = structlog.get_logger("hub.vault")
 
 # cryptography is imported where a key is used: it costs 7 MiB, and a hub without a master key
 # (and every command that does not touch secrets) never needs it.
@@ -30,6 +40,17 @@ MASTER_KEY_ENV = "COHUB_MASTER_KEY"
 
 class VaultError(Exception):
     """The vault cannot be opened or a secret cannot be decrypted; never carries secret material."""
+
+
+def master_key_present(path: Path) -> bool:
+    """Whether a master key is configured (``COHUB_MASTER_KEY`` set, or the key file exists)."""
+    return MASTER_KEY_ENV in os.environ or path.exists()
+
+
+def parse_keys(text: str) -> list[str]:
+    """The keys in a key file's or ``COHUB_MASTER_KEY``'s text: one per line, or separated by
+    commas or spaces (an environment variable holds several keys on one line)."""
+    return [part for part in text.replace(",", " ").split() if part]
 
 
 def create_key_file(path: Path) -> None:
@@ -59,7 +80,9 @@ def load_keys(path: Path) -> MultiFernet:
                 f"master key file {path} must be readable by its owner only (chmod 600)"
             )
         text = path.read_text()
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = parse_keys(text)
+    if not lines:
+        raise VaultError(f"master key from {origin} is empty")
     try:
         return MultiFernet([Fernet(line.encode()) for line in lines])
     except (ValueError, TypeError):
@@ -69,36 +92,98 @@ def load_keys(path: Path) -> MultiFernet:
 class Vault:
     """Secrets stored encrypted in the hub database."""
 
-    def __init__(self, engine: AsyncEngine, keys: MultiFernet) -> None:
+    def __init__(
+        self, engine: AsyncEngine, keys: MultiFernet, keyring: Keyring | None = None
+    ) -> None:
+        from hub.keyring import Keyring
+
         self.engine = engine
         self.keys = keys
+        self.keyring = keyring or Keyring(engine, keys)
 
-    async def set(self, name: str, value: str) -> None:
-        """Store or replace secret `name`."""
-        await self.set_many({name: value})
+    async def set(
+        self, name: str, value: str, *, member: str | None = None, actor: str = "hub"
+    ) -> None:
+        """Store or replace secret `name` (sealed under `member`'s data key if given)."""
+        await self.set_many({name: value}, member=member, actor=actor)
 
-    async def set_many(self, values: dict[str, str | None]) -> None:
-        """Store or replace each secret, or delete those given as None, in one transaction."""
+    async def set_many(
+        self,
+        values: dict[str, str | None],
+        *,
+        member: str | None = None,
+        actor: str = "hub",
+    ) -> None:
+        """Store or replace each secret, or delete those given as None, in one transaction, with
+        one audit entry naming them (never their values).
+
+        Each secret is sealed under `member`'s data key if given, else under the member of the
+        connection it belongs to (``connection.NAME.SECRET``), else Fernet under the master key."""
+        from hub.audit import record
+
         now = datetime.now(UTC)
+        async with self.engine.connect() as conn:
+            owners = {
+                name: member or await connection_member(conn, name)
+                for name, value in values.items()
+                if value is not None
+            }
+        for owner in set(owners.values()) - {None}:
+            await self.keyring.ensure(owner)  # before the transaction: it may create the key
         async with writing(self.engine) as conn:
             for name, value in values.items():
                 await conn.execute(vault_secrets.delete().where(vault_secrets.c.name == name))
-                if value is not None:
+                if value is None:
+                    continue
+                owner = owners[name]
+                if owner is None:
                     token = self.keys.encrypt(value.encode()).decode()
-                    await conn.execute(
-                        vault_secrets.insert().values(name=name, ciphertext=token, updated_at=now)
+                else:
+                    token = await self.keyring.seal(owner, ("vault", name), value.encode())
+                await conn.execute(
+                    vault_secrets.insert().values(
+                        name=name, ciphertext=token, updated_at=now, member=owner
                     )
+                )
+            stored = sorted(n for n, v in values.items() if v is not None)
+            deleted = sorted(n for n, v in values.items() if v is None)
+            await record(
+                conn,
+                actor=actor,
+                action="secrets.set",
+                target=f"vault:{stored[0] if len(stored) == 1 and not deleted else '*'}",
+                details={
+                    "stored": stored,
+                    "deleted": deleted,
+                    "members": sorted({o for o in owners.values() if o is not None}),
+                },
+            )
 
     async def unlock(self) -> dict[str, str]:
-        """Every secret decrypted, for the resolver; a wrong key is a VaultError naming the secret."""
+        """Every secret decrypted, for the resolver; a wrong key is a VaultError naming the secret.
+        A secret of a purged member (its key destroyed) is left out, with a warning."""
         from cryptography.fernet import InvalidToken
+
+        from hub.keyring import KeyDestroyed
 
         async with self.engine.connect() as conn:
             rows = (
-                await conn.execute(select(vault_secrets.c.name, vault_secrets.c.ciphertext))
+                await conn.execute(
+                    select(vault_secrets.c.name, vault_secrets.c.ciphertext, vault_secrets.c.member)
+                )
             ).all()
         values: dict[str, str] = {}
-        for name, token in rows:
+        for name, token, member in rows:
+            if member is not None:
+                try:
+                    values[name] = (
+                        await self.keyring.open_sealed(member, ("vault", name), token)
+                    ).decode()
+                except KeyDestroyed as destroyed:
+                    log.warning("vault.secret_unreadable", secret=name, reason=str(destroyed))
+                except VaultError as error:
+                    raise VaultError(f"vault secret {name!r} cannot be opened: {error}") from None
+                continue
             try:
                 values[name] = self.keys.decrypt(token.encode()).decode()
             except InvalidToken:
@@ -106,6 +191,14 @@ class Vault:
                     f"vault secret {name!r} cannot be decrypted with the master key"
                 ) from None
         return values
+
+
+async def connection_member(conn: AsyncConnection, name: str) -> str | None:
+    """The member whose connection secret `name` is (``connection.NAME.SECRET``), if any."""
+    if not name.startswith("connection."):
+        return None
+    connection = name.removeprefix("connection.").rsplit(".", 1)[0]
+    return await conn.scalar(select(connections.c.member).where(connections.c.name == connection))
 
 
 class VaultResolver:
