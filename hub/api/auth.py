@@ -23,6 +23,8 @@ import msgspec
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from hub.audit import record
+from hub.store.database import writing
 from hub.store.tables import api_tokens, console_sessions, members
 
 PREFIX = "cohub_"
@@ -53,6 +55,11 @@ class Principal(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     role: Role
     member: str | None = None
+
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return f"token {self.name} ({self.token})"
 
     @property
     def member_scope(self) -> str | None:
@@ -115,19 +122,28 @@ async def create_token(
                 expires_at=now + expires_in if expires_in else None,
             )
         )
+        await record(
+            conn,
+            actor=created_by,
+            action="token.create",
+            target=f"token {token_id}",
+            details={"name": name, "role": kind.value, "member": member},
+        )
     principal = Principal(token=token_id, name=name, role=kind, member=member)
     return principal, f"{PREFIX}{token_id}_{secret}"
 
 
-async def revoke_token(engine: AsyncEngine, token_id: str) -> bool:
+async def revoke_token(engine: AsyncEngine, token_id: str, actor: str) -> bool:
     """Revoke a token and end its console sessions; False if there is no live token by that id."""
-    async with engine.begin() as conn:
+    async with writing(engine) as conn:
         done = await conn.execute(
             update(api_tokens)
             .where(api_tokens.c.id == token_id, api_tokens.c.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
         await conn.execute(delete(console_sessions).where(console_sessions.c.token_id == token_id))
+        if done.rowcount:
+            await record(conn, actor=actor, action="token.revoke", target=f"token {token_id}")
     Verifier.forget(token_id)
     return done.rowcount > 0
 
@@ -178,11 +194,19 @@ class Verifier:
         self._cache[key] = (time.monotonic() + CACHE_SECONDS, principal)
         return principal
 
-    async def start_session(self, principal: Principal) -> tuple[str, str]:
-        """A console session for `principal`: (cookie value, CSRF token)."""
+    async def start_session(self, principal: Principal, address: str) -> tuple[str, str]:
+        """A console session for `principal` signing in from `address` (audited as a login):
+        (cookie value, CSRF token)."""
         session, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         now = datetime.now(UTC)
-        async with self.engine.begin() as conn:
+        async with writing(self.engine) as conn:
+            await record(
+                conn,
+                actor=principal.actor,
+                action="login",
+                target=f"token {principal.token}",
+                details={"address": address},
+            )
             await conn.execute(delete(console_sessions).where(console_sessions.c.expires_at < now))
             await conn.execute(
                 console_sessions.insert().values(

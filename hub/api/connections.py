@@ -18,6 +18,7 @@ from hub.api.catalog import StreamInfo
 from hub.api.endpoints import CONFIG_DIR, Call, Page, Paging, api, listed
 from hub.api.errors import ApiError, not_found
 from hub.api.scope import visible
+from hub.audit import record
 from hub.config import CODE, SECRET_REFERENCE, Connection, connection_problems
 from hub.engine.connections import ConnectionRow, check_connection, plain
 from hub.store.database import writing
@@ -223,6 +224,17 @@ async def create_connection(call: Call) -> ConnectionOut:
         if await conn.scalar(select(connections.c.name).where(connections.c.name == body.name)):
             raise ApiError("conflict", f"connection {body.name!r} exists", field="name")
         await conn.execute(connections.insert().values(row))
+        await record(
+            conn,
+            actor=call.caller.actor,
+            action="connection.create",
+            target=f"connection {body.name}",
+            details={
+                "connector": body.connector,
+                "member": body.member,
+                "secrets_set": sorted(body.secrets),
+            },
+        )
     await _store_secrets(call, {k: v for k, v in values.items() if v is not None})
     return answer(row)
 
@@ -274,6 +286,20 @@ async def change_connection(call: Call) -> ConnectionOut:
             .where(connections.c.name == row["name"])
             .values({k: row[k] for k in ("description", "options", "secrets", "enabled")})
         )
+        await record(
+            conn,
+            actor=call.caller.actor,
+            action="connection.change",
+            target=f"connection {row['name']}",
+            details={
+                "fields": sorted(
+                    f
+                    for f in ConnectionPatch.__struct_fields__
+                    if getattr(patch, f) is not msgspec.UNSET
+                ),
+                "secrets_changed": sorted(patch.secrets or ()),
+            },
+        )
     await _store_secrets(call, values)
     return answer(row)
 
@@ -302,6 +328,9 @@ async def delete_connection(call: Call) -> None:
         if users:
             raise ApiError("conflict", f"routes use connection {name!r}: {', '.join(users)}")
         await conn.execute(connections.delete().where(connections.c.name == name))
+        await record(
+            conn, actor=call.caller.actor, action="connection.delete", target=f"connection {name}"
+        )
     await _store_secrets(
         call,
         {

@@ -33,6 +33,7 @@ from hub.api.endpoints import CSRF, PRINCIPAL, RUNTIME, Call
 from hub.api.errors import ApiError, from_validation
 from hub.api.forms import SECRET, option_fields, raw_values, read_options, read_secrets
 from hub.api.scope import visible
+from hub.audit import note
 from hub.billing.documents import line_cells
 from hub.store.tables import connections, members, services
 
@@ -153,10 +154,17 @@ async def login(request: web.Request) -> web.StreamResponse:
         return await login_form(request, problem="The form expired; sign in again.", status=403)
     principal = await request.app[VERIFIER].verify(str(form.get("token", "")).strip())
     if principal is None:
+        await note(
+            request.app[RUNTIME].engine,
+            actor="anonymous",
+            action="login.failed",
+            target="console",
+            details={"address": request.remote or "unknown"},
+        )
         return await login_form(
             request, problem="That token is not valid (revoked or expired?).", status=401
         )
-    cookie, _ = await request.app[VERIFIER].start_session(principal)
+    cookie, _ = await request.app[VERIFIER].start_session(principal, request.remote or "unknown")
     response = web.HTTPSeeOther("/console")
     response.set_cookie(
         SESSION_COOKIE, cookie, httponly=True, samesite="Strict", path="/", secure=request.secure

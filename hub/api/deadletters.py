@@ -14,6 +14,7 @@ from hub.api.errors import ApiError, not_found
 from hub.api.runs import RunOut, load_run
 from hub.api.runs import answer as run_answer
 from hub.api.scope import visible
+from hub.audit import note
 from hub.engine.claims import RouteRefused
 from hub.engine.deadletters import discard, pii_columns
 from hub.engine.replay import replay
@@ -163,6 +164,13 @@ async def replay_dead_letters(call: Call) -> ReplayResult:
     ids = await _open_ids(call, call.body.ids)
     runtime = call.runtime
     await runtime.unlock_vault_if_changed()
+    await note(
+        runtime.engine,
+        actor=call.caller.actor,
+        action="dead_letters.replay",
+        target="dead letters",
+        details={"ids": ids},
+    )
     try:
         outcomes = await replay(runtime.engine, runtime.plugins, ids)
     except RouteRefused as refused:
@@ -191,5 +199,5 @@ async def replay_dead_letters(call: Call) -> ReplayResult:
 )
 async def discard_dead_letters(call: Call) -> DiscardResult:
     ids = await _open_ids(call, call.body.ids)
-    done = await discard(call.runtime.engine, ids, f"token {call.caller.name}")
+    done = await discard(call.runtime.engine, ids, call.caller.actor)
     return DiscardResult(discarded=done)

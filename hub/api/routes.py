@@ -13,6 +13,7 @@ from hub.api.connections import Name
 from hub.api.endpoints import Call, Page, Paging, api, listed
 from hub.api.errors import ApiError, not_found
 from hub.api.scope import visible
+from hub.audit import record
 from hub.config import Restart, Route, Schedule, route_problems
 from hub.engine.connections import plain
 from hub.store.database import writing
@@ -135,6 +136,13 @@ async def create_route(call: Call) -> RouteOut:
         if await conn.scalar(select(routes.c.name).where(routes.c.name == body.name)):
             raise ApiError("conflict", f"route {body.name!r} exists", field="name")
         await conn.execute(routes.insert().values(name=body.name, managed_by="api", **_row(body)))
+        await record(
+            conn,
+            actor=call.caller.actor,
+            action="route.create",
+            target=f"route {body.name}",
+            details=_row(body),
+        )
     return await _stored(call, body.name)
 
 
@@ -173,6 +181,13 @@ async def change_route(call: Call) -> RouteOut:
     async with writing(call.runtime.engine) as conn:
         await _validated(call, conn, route)
         await conn.execute(routes.update().where(routes.c.name == current.name).values(_row(route)))
+        await record(
+            conn,
+            actor=call.caller.actor,
+            action="route.change",
+            target=f"route {current.name}",
+            details=msgspec.to_builtins(changes),
+        )
     return await _stored(call, current.name)
 
 
@@ -195,3 +210,6 @@ async def delete_route(call: Call) -> None:
         if running is not None:
             raise ApiError("conflict", f"route {current.name!r} is running (run {running})")
         await conn.execute(routes.delete().where(routes.c.name == current.name))
+        await record(
+            conn, actor=call.caller.actor, action="route.delete", target=f"route {current.name}"
+        )

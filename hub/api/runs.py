@@ -20,10 +20,12 @@ from hub.api.auth import OPERATE
 from hub.api.endpoints import Call, Page, Paging, api, listed
 from hub.api.errors import ApiError, not_found
 from hub.api.scope import visible
+from hub.audit import note, record
 from hub.engine.claims import RouteRefused, claim
 from hub.engine.connections import UnknownRoute
 from hub.engine.run import run_claimed
 from hub.redaction import mask
+from hub.store.database import writing
 from hub.store.tables import dead_letters, runs
 
 TAG = "runs"
@@ -167,7 +169,13 @@ async def start_run(call: Call) -> RunOut:
     task = asyncio.create_task(execute(), name=f"run {held.run_id}")
     app[STARTED].add(task)
     task.add_done_callback(app[STARTED].discard)
-    log.info("api.run_started", run_id=held.run_id, route=name, actor=call.caller.name)
+    await note(
+        runtime.engine,
+        actor=call.caller.actor,
+        action="run.start",
+        target=f"route {name}",
+        details={"run": held.run_id},
+    )
     return answer(await load_run(call, held.run_id))
 
 
@@ -185,12 +193,20 @@ async def start_run(call: Call) -> RunOut:
 async def cancel_run(call: Call) -> RunOut:
     """Ask a running run to stop after the batch in hand (on whichever worker runs it)."""
     row = await load_run(call, call.path["id"])
-    async with call.runtime.engine.begin() as conn:
+    async with writing(call.runtime.engine) as conn:
         asked = await conn.execute(
             update(runs)
             .where(runs.c.id == row["id"], runs.c.status == "running")
             .values(cancel_requested=True)
         )
+        if asked.rowcount:
+            await record(
+                conn,
+                actor=call.caller.actor,
+                action="run.cancel",
+                target=f"route {row['route']}",
+                details={"run": row["id"]},
+            )
     if asked.rowcount == 0:
         raise ApiError("conflict", f"run {row['id']} is not running (it {row['status']})")
     return answer(await load_run(call, row["id"]))

@@ -77,7 +77,7 @@ async def new_token(call: Call) -> NewToken:
             name=body.name,
             role=body.role,
             member=body.member,
-            created_by=f"token {call.caller.name}",
+            created_by=call.caller.actor,
             expires_in=timedelta(days=body.expires_in_days) if body.expires_in_days else None,
         )
     except TokenError as error:
@@ -103,5 +103,5 @@ async def new_token(call: Call) -> NewToken:
     errors=(404,),
 )
 async def delete_token(call: Call) -> None:
-    if not await revoke_token(call.runtime.engine, call.path["id"]):
+    if not await revoke_token(call.runtime.engine, call.path["id"], call.caller.actor):
         raise not_found("live token", call.path["id"])

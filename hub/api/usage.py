@@ -13,6 +13,7 @@ from sqlalchemy import select
 from hub.api.auth import METER, Principal
 from hub.api.endpoints import Call, api
 from hub.api.errors import ApiError
+from hub.audit import record
 from hub.metering import Buckets, EventProblems, append_usage, checked_events, usage_totals
 from hub.store.database import writing
 from hub.store.tables import members, services
@@ -124,4 +125,11 @@ async def post_usage(call: Call) -> PostedUsage:
             number = int(first.split()[1].rstrip(":")) - 1
             raise ApiError("invalid", first, field=f"events.{number}") from None
         new = await append_usage(conn, events)
+        await record(
+            conn,
+            actor=call.caller.actor,
+            action="usage.post",
+            target="usage ledger",
+            details={"events": len(events), "new": new},
+        )
     return PostedUsage(accepted=new, duplicates=len(events) - new)

@@ -14,7 +14,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from hub.api.auth import Role, TokenError, create_token, revoke_token
-from hub.cli.common import UsageError, actor, ensure_schema, escape, out
+from hub.cli.common import UsageError, cli_actor, ensure_schema, escape, out
 from hub.runtime import Runtime
 from hub.store.tables import api_tokens
 
@@ -63,7 +63,7 @@ async def cmd_tokens(args: argparse.Namespace, runtime: Runtime) -> int:
                 name=args.name,
                 role=args.role,
                 member=args.member,
-                created_by=actor(),
+                created_by=cli_actor(),
                 expires_in=timedelta(days=args.expires_days) if args.expires_days else None,
             )
         except TokenError as error:
@@ -77,7 +77,7 @@ async def cmd_tokens(args: argparse.Namespace, runtime: Runtime) -> int:
     if args.action == "revoke":
         if not args.id:
             raise UsageError("tokens revoke needs the token id")
-        if not await revoke_token(runtime.engine, args.id):
+        if not await revoke_token(runtime.engine, args.id, cli_actor()):
             raise UsageError(f"no live token {args.id!r}")
         out.print(f"revoked token {args.id}")
         return 0
