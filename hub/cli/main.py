@@ -19,7 +19,7 @@ from hub import logs
 from hub.apply import apply
 from hub.billing.periods import month_of
 from hub.billing.statements import compute_statements
-from hub.cli import audit, billing, daemon, deadletters, serve, state, usage
+from hub.cli import audit, billing, daemon, data, deadletters, serve, state, usage
 from hub.cli.common import UsageError, cli_actor, ensure_schema, err, escape, out
 from hub.cli.deadletters import cmd_deadletters
 from hub.cli.runs import cmd_runs, cmd_sync, print_runs, sync_routes
@@ -326,6 +326,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_arguments(
         command("audit", audit.cmd_audit, "the audit log: list, verify, export")
+    )
+    data.add_arguments(
+        command("data", data.cmd_data, "personal data: inventory of what flows where, purge")
     )
     secrets = command("secrets", cmd_secrets, "store a vault secret read from standard input")
     secrets.add_argument("action", choices=["set"])
