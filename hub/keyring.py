@@ -53,16 +53,16 @@ KEY_BYTES = 32
 MasterLoader = Callable[[], "MultiFernet | None"]
 
 
-class KeyDestroyed(VaultError):
+class SealedUnreadable(VaultError):
+    """A sealed value cannot be opened (no key, a wrong key, or it was moved from another row)."""
+
+
+class KeyDestroyed(SealedUnreadable):
     """The member was purged: its data key is destroyed and what was sealed under it is gone."""
 
     def __init__(self, member: str) -> None:
         super().__init__(f"member {member} was purged: its data key is destroyed")
         self.member = member
-
-
-class SealedUnreadable(VaultError):
-    """A sealed value cannot be opened (no key, a wrong key, or it was moved from another row)."""
 
 
 def is_sealed(value: object) -> bool:

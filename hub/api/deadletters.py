@@ -16,10 +16,11 @@ from hub.api.runs import answer as run_answer
 from hub.api.scope import visible
 from hub.audit import note
 from hub.engine.claims import RouteRefused
-from hub.engine.deadletters import discard, pii_columns
+from hub.engine.deadletters import discard, open_raw, pii_columns, unreadable_note
 from hub.engine.replay import replay
 from hub.redaction import mask, redact_text
 from hub.store.tables import dead_letters
+from hub.vault import VaultError
 
 TAG = "dead letters"
 MAX_IDS = 1000
@@ -49,8 +50,10 @@ class DeadLetterOut(msgspec.Struct, kw_only=True):
 
 
 class DeadLetterDetail(DeadLetterOut, kw_only=True):
-    #: The source record as it was read, secrets and PII masked.
-    record: dict[str, Any]
+    #: The source record as it was read, secrets and PII masked; null when it cannot be read
+    #: (its member was purged, so its data key is destroyed), `note` then says why.
+    record: dict[str, Any] | None
+    note: str | None = None
 
 
 def answer(row: Any) -> DeadLetterOut:
@@ -108,8 +111,16 @@ async def get_dead_letter(call: Call) -> DeadLetterDetail:
     if row is None:
         raise not_found("dead letter", call.path["id"])
     runtime = call.runtime
+    try:
+        raw = await open_raw(row, runtime.keyring)
+    except VaultError as unreadable:
+        return DeadLetterDetail(
+            **msgspec.structs.asdict(answer(row)),
+            record=None,
+            note=redact_text(unreadable_note(unreadable)),
+        )
     extra = await pii_columns(runtime.engine, runtime.plugins, row["route"], row["stream"])
-    return DeadLetterDetail(**msgspec.structs.asdict(answer(row)), record=mask(row["raw"], extra))
+    return DeadLetterDetail(**msgspec.structs.asdict(answer(row)), record=mask(raw, extra))
 
 
 class DeadLetterIds(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -9,14 +9,16 @@ from typing import Any
 from rich.table import Table
 from sqlalchemy import Select, select
 
-from hub.cli.common import UsageError, actor, ensure_schema, escape, out
+from hub.audit import note
+from hub.cli.common import UsageError, cli_actor, ensure_schema, escape, out
 from hub.cli.runs import print_runs
 from hub.engine.claims import RouteRefused
-from hub.engine.deadletters import discard, pii_columns
+from hub.engine.deadletters import discard, open_raw, pii_columns, unreadable_note
 from hub.engine.replay import replay
 from hub.redaction import mask, redact_text
 from hub.runtime import Runtime
 from hub.store.tables import dead_letters
+from hub.vault import VaultError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,11 +71,18 @@ async def cmd_deadletters(args: argparse.Namespace, runtime: Runtime) -> int:
             await _print_one(runtime, row)
     elif args.action == "discard":
         open_ids = [row["id"] for row in rows if row["status"] == "open"]
-        await discard(runtime.engine, open_ids, actor())
+        await discard(runtime.engine, open_ids, cli_actor())
         out.print(f"discarded {len(open_ids)} dead letter(s)")
     else:
         _check_all_found(args, rows)
         await runtime.unlock_vault()
+        await note(
+            runtime.engine,
+            actor=cli_actor(),
+            action="dead_letters.replay",
+            target="dead letters",
+            details={"ids": [row["id"] for row in rows]},
+        )
         try:
             outcomes = await replay(runtime.engine, runtime.plugins, [row["id"] for row in rows])
         except RouteRefused as refused:
@@ -120,6 +129,12 @@ async def _print_one(runtime: Runtime, row: Any) -> None:
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value")
     extra = await pii_columns(runtime.engine, runtime.plugins, row["route"], row["stream"])
+    try:
+        record = json.dumps(
+            mask(await open_raw(row, runtime.keyring), extra), indent=1, ensure_ascii=False
+        )
+    except VaultError as unreadable:
+        record = unreadable_note(unreadable)
     for field, value in (
         ("route", row["route"]),
         ("member", row["member"] or "-"),
@@ -130,7 +145,7 @@ async def _print_one(runtime: Runtime, row: Any) -> None:
         ("resolution", row["resolution"] or "-"),
         ("created", row["created_at"].isoformat()),
         ("reason", redact_text(row["reason"])),
-        ("record", json.dumps(mask(row["raw"], extra), indent=1, ensure_ascii=False)),
+        ("record", record),
     ):
         table.add_row(field, escape(str(value)))
     out.print(table)

@@ -18,6 +18,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from hub.billing.periods import FiscalCalendar
+from hub.engine.deadletters import is_sealed_record, record_digest, seal_record
+from hub.keyring import Keyring, keyring_for
 from hub.metering import record_usage
 from hub.sdk.connector import Reject, State
 from hub.sdk.lifecycle import RunCounts, UsageQuantity
@@ -116,6 +118,11 @@ async def commit_batch(
     """Store a delivered batch's checkpoint, usage, dead letters and the run's counters at once;
     return whether the run was asked to stop (`cohub runs cancel`)."""
     now = datetime.now(UTC)
+    # Dead letters are sealed under the member's data key when there is a master key; the key
+    # is made (in its own transaction) before this batch's transaction opens.
+    keyring = keyring_for(engine) if rejects else None
+    if keyring is not None:
+        await keyring.ensure(member)
     async with writing(engine) as conn:
         await save_state(
             conn,
@@ -136,11 +143,11 @@ async def commit_batch(
             run_id=run_id,
             calendar=calendar,
         )
-        fresh = await _not_yet_dead_lettered(conn, route, rejects)
+        fresh = await _not_yet_dead_lettered(conn, route, stream, member, rejects, keyring)
         if fresh:
             await conn.execute(
                 dead_letters.insert(),
-                [_dead_letter(r, run_id, route, member, stream, now) for r in fresh],
+                [await _dead_letter(r, run_id, route, member, stream, now, keyring) for r in fresh],
             )
         return await save_counts(conn, run_id, counts, state_after=state)
 
@@ -181,10 +188,16 @@ async def save_counts(conn: AsyncConnection, run_id: int, counts: RunCounts, **e
 
 
 async def _not_yet_dead_lettered(
-    conn: AsyncConnection, route: str, rejects: Sequence[Reject]
+    conn: AsyncConnection,
+    route: str,
+    stream: str,
+    member: str | None,
+    rejects: Sequence[Reject],
+    keyring: Keyring | None,
 ) -> list[Reject]:
     """Rejects without an open dead letter for the same position, reason and record: a source
-    read again (a re-exported file) does not pile up copies of the same failure."""
+    read again (a re-exported file) does not pile up copies of the same failure. Sealed records
+    are compared by their keyed digest (a ciphertext differs every time), plain ones as JSON."""
     if not rejects:
         return []
     query = select(dead_letters.c.position, dead_letters.c.reason, dead_letters.c.raw).where(
@@ -192,10 +205,29 @@ async def _not_yet_dead_lettered(
         dead_letters.c.status == "open",
         dead_letters.c.position.in_([r.position for r in rejects]),
     )
-    existing = {(p, reason, _encode(raw)) for p, reason, raw in (await conn.execute(query)).all()}
-    return [
-        r for r in rejects if (r.position, r.reason, _encode(_json_safe(r.raw))) not in existing
-    ]
+    existing = {
+        (p, reason, "digest:" + raw["digest"] if is_sealed_record(raw) else _encode(raw))
+        for p, reason, raw in (await conn.execute(query)).all()
+    }
+    fresh = []
+    for r in rejects:
+        raw = _json_safe(r.raw)
+        if (r.position, r.reason, _encode(raw)) in existing:
+            continue
+        if keyring is not None:
+            digest = await record_digest(
+                keyring,
+                member=member,
+                route=route,
+                stream=stream,
+                position=r.position,
+                reason=r.reason,
+                raw=raw,
+            )
+            if (r.position, r.reason, "digest:" + digest) in existing:
+                continue
+        fresh.append(r)
+    return fresh
 
 
 _encode = msgspec.json.Encoder(order="sorted").encode
@@ -206,9 +238,26 @@ def _json_safe(raw: Any) -> Any:
     return msgspec.to_builtins(raw, enc_hook=str)
 
 
-def _dead_letter(
-    reject: Reject, run_id: int, route: str, member: str | None, stream: str, now: datetime
+async def _dead_letter(
+    reject: Reject,
+    run_id: int,
+    route: str,
+    member: str | None,
+    stream: str,
+    now: datetime,
+    keyring: Keyring | None,
 ) -> dict[str, Any]:
+    raw = _json_safe(reject.raw)
+    if keyring is not None:
+        raw = await seal_record(
+            keyring,
+            member=member,
+            route=route,
+            stream=stream,
+            position=reject.position,
+            reason=reject.reason,
+            raw=raw,
+        )
     return {
         "run_id": run_id,
         "route": route,
@@ -216,7 +265,7 @@ def _dead_letter(
         "stream": stream,
         "position": reject.position,
         "reason": reject.reason,
-        "raw": _json_safe(reject.raw),
+        "raw": raw,
         "status": "open",
         "created_at": now,
     }

@@ -20,7 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from hub.engine.checkpoint import save_counts
 from hub.engine.claims import claim
 from hub.engine.connections import open_connector
+from hub.engine.deadletters import open_raw
 from hub.engine.run import ConnectionFailed, Run, RunSummary, finish
+from hub.keyring import attached
 from hub.metering import record_usage
 from hub.model import Record
 from hub.plugins import PluginHookError, PluginHost, describe
@@ -29,6 +31,7 @@ from hub.sdk.connector import Batch, Connector
 from hub.sdk.lifecycle import RunCounts, UsageQuantity
 from hub.store.database import writing
 from hub.store.tables import dead_letters
+from hub.vault import VaultError
 
 
 class ReplayOutcome(msgspec.Struct, kw_only=True):
@@ -78,9 +81,16 @@ async def _replay_route(
         opened.append(source)
         destination = open_connector(host, route.destination)
         opened.append(destination)
+        keyring = attached(engine)
         for letter in letters:
             try:
-                record = source.map_raw(letter["stream"], letter["raw"])
+                raw = await open_raw(letter, keyring)
+            except VaultError as unreadable:
+                # A purged member's record is gone for good: refused, never delivered.
+                failing[letter["id"]] = f"cannot replay: record unreadable: {unreadable}"
+                continue
+            try:
+                record = source.map_raw(letter["stream"], raw)
             except NotImplementedError as refused:
                 raise ConnectionFailed(
                     host, route.source, "map a dead letter again", refused
