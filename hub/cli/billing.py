@@ -12,6 +12,7 @@ import msgspec
 from rich.table import Table
 from sqlalchemy import select
 
+from hub.audit import record
 from hub.billing.documents import line_cells, statement_rows, statements_html
 from hub.billing.periods import PeriodError
 from hub.billing.statements import (
@@ -20,7 +21,7 @@ from hub.billing.statements import (
     compute_statements,
     supplier_fees,
 )
-from hub.cli.common import UsageError, actor, data_text, ensure_schema, err, out
+from hub.cli.common import UsageError, actor, cli_actor, data_text, ensure_schema, err, out
 from hub.config import load_config
 from hub.engine.connections import open_connector, stored_connections
 from hub.metering import PeriodClosed, close_period, load_calendar
@@ -99,6 +100,14 @@ async def cmd_billing(args: argparse.Namespace, runtime: Runtime) -> int:
 async def _close(runtime: Runtime, period: str, plans, meters) -> int:  # type: ignore[no-untyped-def]
     async with writing(runtime.engine) as conn:
         months = await close_period(conn, period, actor())
+        if months:
+            await record(
+                conn,
+                actor=cli_actor(),
+                action="billing.close",
+                target=f"period {period}",
+                details={"months": months},
+            )
         found = await compute_statements(conn, plans, meters, period)
         kept = await _stored(conn, period)
         now = datetime.now(UTC)

@@ -13,7 +13,8 @@ from typing import Any
 from rich.table import Table
 from sqlalchemy import select, update
 
-from hub.cli.common import UsageError, ensure_schema, err, escape, out, progress_bar
+from hub.audit import record
+from hub.cli.common import UsageError, cli_actor, ensure_schema, err, escape, out, progress_bar
 from hub.engine.checkpoint import stored_counts
 from hub.engine.claims import RouteRefused
 from hub.engine.connections import UnknownRoute, route_names
@@ -21,6 +22,7 @@ from hub.engine.run import RunSummary, run_route
 from hub.redaction import mask
 from hub.runtime import Runtime
 from hub.sdk.lifecycle import RunCounts
+from hub.store.database import writing
 from hub.store.tables import runs
 
 
@@ -29,6 +31,7 @@ async def sync_routes(runtime: Runtime, names: Sequence[str]) -> list[RunSummary
     in progress after the batch in hand (its checkpoint committed) and starts no other; a second
     signal interrupts at once."""
     summaries: list[RunSummary] = []
+    started: list[tuple[str, int]] = []
     stop = asyncio.Event()
     with progress_bar() as progress, _stopping_on_signals(stop):
         for name in names:
@@ -42,7 +45,12 @@ async def sync_routes(runtime: Runtime, names: Sequence[str]) -> list[RunSummary
 
             try:
                 summary = await run_route(
-                    runtime.engine, runtime.plugins, name, progress=update, stop=stop
+                    runtime.engine,
+                    runtime.plugins,
+                    name,
+                    progress=update,
+                    stop=stop,
+                    claimed=lambda run_id, name=name: started.append((name, run_id)),
                 )
             except (RouteRefused, UnknownRoute) as error:
                 progress.update(task, total=1, completed=1, description=f"{name} [red]refused")
@@ -50,6 +58,15 @@ async def sync_routes(runtime: Runtime, names: Sequence[str]) -> list[RunSummary
                 continue
             progress.update(task, total=1, completed=1, records=summary.counts.read)
             summaries.append(summary)
+    async with writing(runtime.engine) as conn:
+        for name, run_id in started:
+            await record(
+                conn,
+                actor=cli_actor(),
+                action="run.start",
+                target=f"route {name}",
+                details={"run": run_id},
+            )
     return summaries
 
 
@@ -144,12 +161,20 @@ async def cmd_runs(args: argparse.Namespace, runtime: Runtime) -> int:
     if args.id is None:
         raise UsageError(f"`cohub runs {args.action}` takes a run id")
     if args.action == "cancel":
-        async with runtime.engine.begin() as conn:
+        async with writing(runtime.engine) as conn:
             asked = await conn.execute(
                 update(runs)
                 .where(runs.c.id == args.id, runs.c.status == "running")
                 .values(cancel_requested=True)
             )
+            if asked.rowcount:
+                await record(
+                    conn,
+                    actor=cli_actor(),
+                    action="run.cancel",
+                    target=f"run {args.id}",
+                    details={"run": args.id},
+                )
         if asked.rowcount == 0:
             raise UsageError(f"run {args.id} is not running")
         out.print(f"run {args.id} will stop after the batch in hand")

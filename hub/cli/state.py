@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from rich.table import Table
 from sqlalchemy import select
 
-from hub.cli.common import UsageError, actor, ensure_schema, escape, out
+from hub.audit import record
+from hub.cli.common import UsageError, actor, cli_actor, ensure_schema, escape, out
 from hub.engine.checkpoint import load_state, save_state
 from hub.engine.claims import FULL_MODES, live_run
 from hub.engine.connections import UnknownRoute, load_route
@@ -83,6 +84,13 @@ async def cmd_state(args: argparse.Namespace, runtime: Runtime) -> int:
                 actor=actor(),
                 changed_at=datetime.now(UTC),
             )
+        )
+        await record(
+            conn,
+            actor=cli_actor(),
+            action=f"state.{args.action}",
+            target=f"route {route.name}",
+            details={"before": stored.state, "after": new_state},
         )
     verb = "cleared: the next run starts from the beginning" if new_state is None else "set"
     out.print(f"state of {route.name} {verb} (the change is recorded with the state before)")
