@@ -63,6 +63,38 @@ def create_key_file(path: Path) -> None:
         handle.write(Fernet.generate_key() + b"\n")
 
 
+def write_key_file(path: Path, keys: list[str]) -> None:
+    """Replace the key file with `keys` (newest first) atomically: a temporary file made 0600,
+    written, synced, then renamed over it, so a reader sees the old file or the new, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write("".join(f"{key}\n" for key in keys).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # the rename itself survives a power cut
+    finally:
+        os.close(directory)
+
+
+def key_texts(path: Path) -> tuple[list[str], str]:
+    """The master keys as text, newest first, and where they came from (the environment
+    variable's name or the file's path); a VaultError if there are none or they are invalid."""
+    load_keys(path)  # validates, with the same messages
+    text = os.environ.get(MASTER_KEY_ENV)
+    if text is not None:
+        return parse_keys(text), MASTER_KEY_ENV
+    return parse_keys(path.read_text()), str(path)
+
+
 def load_keys(path: Path) -> MultiFernet:
     """The master keys from ``COHUB_MASTER_KEY`` or `path` (one key a line, newest first)."""
     from cryptography.fernet import Fernet, MultiFernet

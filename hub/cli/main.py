@@ -19,7 +19,7 @@ from hub import logs
 from hub.apply import apply
 from hub.billing.periods import month_of
 from hub.billing.statements import compute_statements
-from hub.cli import audit, billing, daemon, data, deadletters, serve, state, usage
+from hub.cli import audit, billing, daemon, data, deadletters, keys, serve, state, usage
 from hub.cli.common import UsageError, cli_actor, ensure_schema, err, escape, out
 from hub.cli.deadletters import cmd_deadletters
 from hub.cli.runs import cmd_runs, cmd_sync, print_runs, sync_routes
@@ -31,7 +31,7 @@ from hub.model import RECORD_TYPES, record_type
 from hub.runtime import CONFIG_ENV, Runtime, home_dir, key_file
 from hub.sdk.lifecycle import RunCounts
 from hub.store import migrate
-from hub.vault import Vault, VaultError, create_key_file, load_keys
+from hub.vault import VaultError, create_key_file, master_key_present
 
 BUNDLED_CONFIG = Path(__file__).resolve().parents[2] / "config"
 
@@ -165,8 +165,11 @@ async def cmd_secrets(args: argparse.Namespace, runtime: Runtime) -> int:
     value = sys.stdin.readline().rstrip("\n")
     if not value:
         raise UsageError("give the secret's value on standard input")
-    await Vault(runtime.engine, load_keys(key_file(runtime.home))).set(args.name, value)
-    out.print(f"stored vault:{args.name}")
+    if args.member and not await keys.member_exists(runtime, args.member):
+        raise UsageError(f"no member {args.member!r}")
+    await runtime.vault().set(args.name, value, member=args.member, actor=cli_actor())
+    sealed = f" (sealed under member {args.member}'s data key)" if args.member else ""
+    out.print(f"stored vault:{args.name}{sealed}")
     return 0
 
 
@@ -178,6 +181,9 @@ async def cmd_demo(args: argparse.Namespace, runtime: Runtime) -> int:
     )
     await ensure_schema(runtime)
     config = runtime.load_checked(directory)
+    if not master_key_present(key_file(runtime.home)):  # as `cohub init`: dead letters sealed
+        create_key_file(key_file(runtime.home))
+        out.print(f"created {key_file(runtime.home)} (master key, mode 0600)")
     await runtime.unlock_vault()
     changes = await apply(runtime.engine, config, actor=cli_actor())
     out.print(
@@ -333,6 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
     secrets = command("secrets", cmd_secrets, "store a vault secret read from standard input")
     secrets.add_argument("action", choices=["set"])
     secrets.add_argument("name")
+    secrets.add_argument(
+        "--member", help="seal it under this member's data key (purged with the member)"
+    )
+    keys.add_keys_arguments(command("keys", keys.cmd_keys, "the master key: rotate [--drop-old]"))
+    keys.add_member_arguments(
+        command("member", keys.cmd_member, "a member's data: purge CODE (cannot be undone)")
+    )
     return parser
 
 
