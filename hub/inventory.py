@@ -5,8 +5,9 @@ Act) ask an agency to list the personally identifiable data it holds or passes o
 district, and where it goes. For each stored route this says: the member and service, the
 source connection and stream, the canonical record the stream carries and that record's PII
 fields, the raw columns the source connector declares PII, the destination it is copied to, and
-the copies that stay inside the hub (dead letters: the source record as read, kept until
-`cohub data purge` destroys them after the ``[retention]`` period).
+the copies that stay inside the hub (dead letters: the source record as read, sealed under the
+member's data key or, written without a master key, in the clear; kept until `cohub data purge`
+destroys them after the ``[retention]`` period).
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import asyncio
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.config import Retention
 from hub.engine.connections import ConnectionRow, load_routes
+from hub.engine.deadletters import is_sealed_record
 from hub.model import RECORD_TYPES
 from hub.plugins import PluginHost
 from hub.retention import periods_for
@@ -28,11 +30,6 @@ from hub.store.tables import dead_letters, members, services
 
 #: How long a source connector may take to list its streams (it is asked without secrets).
 DISCOVERY_SECONDS = 10.0
-
-#: Dead letters keep the source record as read, in the hub database's JSON column: readable by
-#: anyone who can read the database. (When they are sealed under the member's data key, this
-#: becomes True and the inventory says so.)
-DEAD_LETTERS_SEALED = False
 
 
 class Flow(msgspec.Struct, kw_only=True):
@@ -59,7 +56,10 @@ class Flow(msgspec.Struct, kw_only=True):
     pii_columns: list[str]
     dead_letters_open: int
     dead_letters_resolved: int
-    dead_letters_sealed: bool
+    #: Of those, how many hold the source record sealed under the member's data key, and how
+    #: many in the clear (written without a master key): readable by whoever reads the database.
+    dead_letters_sealed: int
+    dead_letters_unsealed: int
     #: Days open and resolved dead letters are kept (None: for good), from ``[retention]``.
     dead_letters_days: int | None
     resolved_dead_letters_days: int | None
@@ -109,15 +109,16 @@ async def inventory(
         rows = await load_routes(conn)
         member_names = dict((await conn.execute(select(members.c.code, members.c.name))).all())
         service_names = dict((await conn.execute(select(services.c.code, services.c.name))).all())
-        held = await conn.execute(
-            select(dead_letters.c.route, dead_letters.c.status, func.count()).group_by(
-                dead_letters.c.route, dead_letters.c.status
-            )
+        letters: dict[tuple[str, str], int] = {}
+        held = await conn.stream(
+            select(dead_letters.c.route, dead_letters.c.status, dead_letters.c.raw)
         )
-        letters: dict[tuple[str, bool], int] = {}
-        for route, status, count in held:
-            key = (route, status == "open")
-            letters[key] = letters.get(key, 0) + count
+        async for route, status, raw in held:
+            for kind in (
+                "open" if status == "open" else "resolved",
+                "sealed" if is_sealed_record(raw) else "unsealed",
+            ):
+                letters[route, kind] = letters.get((route, kind), 0) + 1
     flows = []
     for row in rows:
         source = _instance(host, row.source)
@@ -142,9 +143,10 @@ async def inventory(
                 destination_stream=row.destination_stream,
                 pii_fields=sorted(record_type.pii_fields()) if record_type else [],
                 pii_columns=_pii_columns(source, row.source_stream),
-                dead_letters_open=letters.get((row.name, True), 0),
-                dead_letters_resolved=letters.get((row.name, False), 0),
-                dead_letters_sealed=DEAD_LETTERS_SEALED,
+                dead_letters_open=letters.get((row.name, "open"), 0),
+                dead_letters_resolved=letters.get((row.name, "resolved"), 0),
+                dead_letters_sealed=letters.get((row.name, "sealed"), 0),
+                dead_letters_unsealed=letters.get((row.name, "unsealed"), 0),
                 dead_letters_days=periods.dead_letters_days,
                 resolved_dead_letters_days=periods.resolved_dead_letters_days,
             )

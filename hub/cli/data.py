@@ -93,7 +93,7 @@ def _print_inventory(flows: list[Flow]) -> None:
     ):
         table.add_column(column)
     for flow in flows:
-        sealed = "sealed" if flow.dead_letters_sealed else "not sealed"
+        sealed = f"{flow.dead_letters_sealed} sealed, {flow.dead_letters_unsealed} in the clear"
         table.add_row(
             flow.member,
             flow.service,
@@ -103,7 +103,7 @@ def _print_inventory(flows: list[Flow]) -> None:
             f"{flow.destination} ({flow.destination_owner}): {flow.destination_stream}",
             ", ".join(flow.pii_fields) or "-",
             ", ".join(flow.pii_columns) or "-",
-            f"{flow.dead_letters_open}/{flow.dead_letters_resolved}, {sealed}",
+            f"{flow.dead_letters_open}/{flow.dead_letters_resolved} ({sealed})",
             f"open {_days(flow.dead_letters_days)}, "
             f"resolved {_days(flow.resolved_dead_letters_days)}",
         )
