@@ -91,7 +91,7 @@ def _print_inventory(flows: list[Flow]) -> None:
         "dead letters (open/resolved)",
         "kept",
     ):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("member", "route"))
     for flow in flows:
         sealed = f"{flow.dead_letters_sealed} sealed, {flow.dead_letters_unsealed} in the clear"
         table.add_row(
