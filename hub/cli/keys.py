@@ -339,9 +339,7 @@ async def purge_member(runtime: Runtime, code: str, *, actor: str) -> dict[str, 
                         or_(routes.c.source.in_(names), routes.c.destination.in_(names))
                     )
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         in_use = {name for pair in still_used for name in pair}
         deletable = [c.name for c in owned if c.managed_by == "api" and c.name not in in_use]
