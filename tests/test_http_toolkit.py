@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 import structlog
 from aiohttp import web
@@ -547,6 +548,29 @@ async def test_an_untrusted_certificate_is_a_configuration_error_and_a_trusted_c
 
     district_ca = ssl.create_default_context(cafile=str(certificate))
     assert await HttpClient(base, tls=district_ca).get_json("roster") == {"ok": True}
+
+
+async def test_a_ca_bundle_option_trusts_a_district_authority_and_verification_never_turns_off(
+    serve, tmp_path: Path
+):
+    from hub.sdk.http import TlsOptions, trusting
+
+    server_tls, certificate = self_signed(tmp_path)
+    base = await serve(web.get("/roster", Script(answer(200, {"ok": True})).handle), tls=server_tls)
+    options = msgspec.convert({"ca_bundle": str(certificate)}, TlsOptions)
+    client = HttpClient(base, tls=trusting(options.ca_bundle))
+    assert await client.get_json("roster") == {"ok": True}
+    with pytest.raises(ConnectorConfigError, match="does not exist"):
+        trusting(tmp_path / "missing.pem")
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    with pytest.raises(ConnectorConfigError, match="not a PEM file"):
+        trusting(tmp_path / "junk.pem")
+    lax = ssl.create_default_context()
+    lax.check_hostname = False
+    lax.verify_mode = ssl.CERT_NONE
+    for off in (False, lax):
+        with pytest.raises(ConnectorConfigError, match="cannot be turned off"):
+            HttpClient(base, tls=off)
 
 
 async def test_credentials_are_never_sent_to_another_origin():

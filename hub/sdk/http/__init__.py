@@ -35,6 +35,7 @@ from hub.sdk.http.retry import (
     with_retries,
 )
 from hub.sdk.http.session import DEFAULT_TIMEOUT, PoolLimits, close_sessions, shared_session
+from hub.sdk.http.tls import TlsOptions, trusting
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -59,6 +60,7 @@ __all__ = [
     "RetryPolicy",
     "Retryable",
     "SystemDown",
+    "TlsOptions",
     "close_sessions",
     "cursor_pages",
     "link_pages",
@@ -68,5 +70,6 @@ __all__ = [
     "shared_breaker",
     "shared_limiter",
     "shared_session",
+    "trusting",
     "with_retries",
 ]

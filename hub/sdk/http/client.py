@@ -34,6 +34,7 @@ from hub.sdk.http.retry import (
     with_retries,
 )
 from hub.sdk.http.session import DEFAULT_POOL, DEFAULT_TIMEOUT, PoolLimits, shared_session
+from hub.sdk.http.tls import checked
 from hub.sdk.lifecycle import count_api_call
 
 #: Methods whose repetition changes nothing (RFC 9110 section 9.2.2): safe to retry after any
@@ -82,8 +83,9 @@ class HttpClient:
     shares (default: the base URL's origin, ``https://api.example.org:443``): give every
     connection to one regional API the same `system` if they use different hosts for it.
     `rate_limit` and `breaker` take effect for the first connection that reaches the system in
-    this worker. `tls` is True (verify certificates), False, or an `ssl.SSLContext` trusting a
-    district's own certificate authority.
+    this worker. `tls` is True (verify certificates against the system's authorities) or an
+    `ssl.SSLContext` that also trusts a district's own authority (`tls.trusting(ca_bundle)`);
+    one that does not verify is refused (`tls.checked`).
     """
 
     def __init__(
@@ -97,7 +99,7 @@ class HttpClient:
         breaker: BreakerPolicy = DEFAULT_BREAKER,
         timeout: aiohttp.ClientTimeout = DEFAULT_TIMEOUT,
         pool: PoolLimits = DEFAULT_POOL,
-        tls: ssl.SSLContext | bool = True,
+        tls: ssl.SSLContext | bool | None = True,
         headers: Mapping[str, str] | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
@@ -114,7 +116,7 @@ class HttpClient:
         self.breaker_policy = breaker
         self.timeout = timeout
         self.pool = pool
-        self.tls = tls
+        self.tls = checked(tls)
         self.headers = {"Accept": "application/json", **(headers or {})}
         self.clock = clock
         self.counts = ClientCounts()
