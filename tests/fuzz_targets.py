@@ -1,0 +1,335 @@
+"""Every parser the hub runs on bytes from outside, as one registry the fuzz suite walks.
+
+A fuzz target is a function taking the raw bytes a district or vendor could send and feeding
+them through the real read path (a file in a folder a connection reads, a segment a parser
+splits). It may finish, or raise one of the exceptions it declares as a *refusal* (an error the
+engine turns into a failed run or a dead letter with its reason); anything else escaping it, or
+taking longer than the suite's time limit, is a bug that `tests/test_fuzz.py` reports with the
+shrunk input.
+
+A new parser joins in one step: in this module (or in the parser's own test module, imported
+here), decorate a function taking ``bytes``::
+
+    @fuzz_target("x12.850", refusals=(sdk.ConnectorError,), seeds=[b"ISA*00*...~"])
+    def x12_850(data: bytes) -> None:
+        write the bytes where the X12 connector reads them, read every batch
+
+`refusals` are the exceptions that are a legitimate "no" (keep them narrow: ``Exception`` would
+hide every crash); `seeds` are real-looking inputs the fuzzer mutates, and `inputs` an optional
+Hypothesis strategy of structured inputs (rows, segments) drawn besides random bytes. Every
+registered target then runs under `test_parsers_refuse_or_accept_any_bytes` with no other change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hypothesis import strategies as st
+
+from connectors.flat_file import FlatFileSource, Mapping, StreamProfile, _decimal
+from hub import sdk
+from hub.model.accounting import ACCOUNT_LAYOUTS
+
+Parser = Callable[[bytes], Any]
+
+
+@dataclass(frozen=True)
+class FuzzTarget:
+    name: str
+    parse: Parser
+    refusals: tuple[type[BaseException], ...]
+    seeds: Sequence[bytes] = ()
+    inputs: st.SearchStrategy[bytes] | None = None
+    #: Extra knobs a target may need (unused by the suite itself).
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
+FUZZ_TARGETS: dict[str, FuzzTarget] = {}
+
+
+def fuzz_target(
+    name: str,
+    *,
+    refusals: tuple[type[BaseException], ...],
+    seeds: Sequence[bytes] = (),
+    inputs: st.SearchStrategy[bytes] | None = None,
+) -> Callable[[Parser], Parser]:
+    """Register `parse` under `name` (see the module docstring)."""
+
+    def register(parse: Parser) -> Parser:
+        if name in FUZZ_TARGETS:
+            raise ValueError(f"fuzz target {name!r} registered twice")
+        FUZZ_TARGETS[name] = FuzzTarget(name, parse, refusals, tuple(seeds), inputs)
+        return parse
+
+    return register
+
+
+# --- flat files: the connector's real read path over a folder holding one file ---------------
+
+REPO = Path(__file__).resolve().parent.parent
+SAMPLES = REPO / "config" / "sample-data"
+
+EASTVIEW_COLUMNS = {
+    "pay_run_id": "PayRunID",
+    "pay_date": "PayDate",
+    "period_start": "PeriodStart",
+    "period_end": "PeriodEnd",
+    "employee_id": "EmpID",
+    "employee_name": "EmpName",
+    "line_number": "LineNo",
+    "code": "EarnCode",
+    "kind": "Type",
+    "hours": "Hours",
+    "rate": "Rate",
+    "amount": "Amount",
+    "updated_at": "LastModified",
+}
+MILLBROOK_COLUMNS = {
+    "pay_run_id": "RUN_NO",
+    "pay_date": "CHECK_DATE",
+    "employee_id": "EMPLOYEE",
+    "employee_name": "NAME",
+    "line_number": "SEQ",
+    "code": "CODE",
+    "kind": "CATEGORY",
+    "hours": "HRS",
+    "rate": "RATE",
+    "amount": "AMT",
+}
+EASTVIEW = {
+    "encoding": "utf-8-sig",
+    "account_layout": "nys",
+    "streams": {
+        "pay_lines": {
+            "record": "payroll.pay_line",
+            "pattern": "*.csv",
+            "account_column": "Account",
+            "columns": EASTVIEW_COLUMNS,
+        }
+    },
+}
+MILLBROOK = {
+    "delimiter": "|",
+    "encoding": "cp1252",
+    "streams": {
+        "pay_lines": {
+            "record": "payroll.pay_line",
+            "pattern": "*.csv",
+            "account_column": "GL_ACCOUNT",
+            "date_format": "%m/%d/%Y",
+            "columns": MILLBROOK_COLUMNS,
+        }
+    },
+}
+
+#: Cells worth trying in any column: near-valid values, edge numbers, odd text.
+CELLS = [
+    "",
+    " ",
+    "2026-10-15",
+    "10/15/2026",
+    "02/30/2026",
+    "2026-10-15T18:30:00Z",
+    "2026-10-15T18:30:00+99:00",
+    "9999-12-31T23:59:59-23:59",
+    "0001-01-01",
+    "1",
+    "-1",
+    "0",
+    "2650.00",
+    "(12.50)",
+    "$1,234.50",
+    "1e999999999",
+    "-1E-999999999",
+    "NaN",
+    "sNaN",
+    "Infinity",
+    "-inf",
+    "9" * 400,
+    "1_000",
+    "١٢٣",
+    "A2110.150-00-0000",
+    "A2110.150-01-0000",
+    "10-1000-100-001-100",
+    "A2110.150-000-00000",
+    "earning",
+    "deduction",
+    "SAL",
+    '"',
+    '""',
+    "a\nb",
+    "a\r\nb",
+    "\x00",
+    "\ufeff",
+    "Peña, José",
+    "\ud800".encode("utf-8", "surrogatepass").decode("utf-8", "replace"),
+    "x" * 5000,
+    "x" * 140_000,  # past the csv module's field size limit
+]
+
+
+def _csv_bytes(columns: Sequence[str], delimiter: str, encoding: str) -> st.SearchStrategy[bytes]:
+    """Files shaped like the export: the header (columns maybe dropped or repeated), rows of
+    cells near and far from valid, quoted or not, with mixed line ends."""
+    cell = st.one_of(st.sampled_from(CELLS), st.text(max_size=20))
+
+    def quote(text: str, quoted: bool) -> str:
+        return '"' + text.replace('"', '""') + '"' if quoted else text
+
+    @st.composite
+    def files(draw: st.DrawFn) -> bytes:
+        header = list(columns)
+        if draw(st.booleans()):
+            header = draw(st.lists(st.sampled_from(columns), min_size=0, max_size=len(columns) + 2))
+        width = len(header)
+        rows = draw(
+            st.lists(
+                st.lists(
+                    st.tuples(cell, st.booleans()),
+                    min_size=max(width - 1, 0),
+                    max_size=width + 1,
+                ),
+                max_size=6,
+            )
+        )
+        ending = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+        lines = [delimiter.join(header)] + [
+            delimiter.join(quote(text, quoted) for text, quoted in row) for row in rows
+        ]
+        text = ending.join(lines) + draw(st.sampled_from(["", ending]))
+        data = text.encode(encoding, "replace")
+        if draw(st.booleans()):  # splice raw bytes somewhere (invalid in the encoding, maybe)
+            at = draw(st.integers(0, len(data)))
+            data = data[:at] + draw(st.binary(min_size=1, max_size=8)) + data[at:]
+        return data
+
+    return files()
+
+
+def _read_folder(data: bytes, options: dict[str, Any], *, parts: int = 0) -> list[sdk.Batch]:
+    """`data` as the only file in a connection's folder, read serially (or split in `parts`)."""
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "export.csv").write_bytes(data)
+        raw = {"folder": folder, **options}
+        context = sdk.ConnectionContext(connection="fuzz", member="eastview", base_dir=folder)
+        connector = FlatFileSource(FlatFileSource.parse_options(raw), {}, context)
+        connector.batch_size = 3  # several batches even from a small file
+
+        async def read() -> list[sdk.Batch]:
+            batches = []
+            if parts:
+                split = await connector.partitions("pay_lines", None, parts) or [None]
+                for state in split:
+                    batches += [b async for b in connector.read("pay_lines", state)]
+            else:
+                batches = [b async for b in connector.read("pay_lines", None)]
+            await connector.close()
+            return batches
+
+        batches = asyncio.run(read())
+    for batch in batches:
+        for reject in batch.rejects:
+            assert reject.reason and reject.position, reject
+    return batches
+
+
+def _sample(name: str) -> bytes:
+    return next((SAMPLES / name).iterdir()).read_bytes()
+
+
+@fuzz_target(
+    "flat_file.csv_utf8",
+    refusals=(sdk.ConnectorError,),
+    seeds=[_sample("eastview")],
+    inputs=_csv_bytes([*EASTVIEW_COLUMNS.values(), "Account"], ",", "utf-8"),
+)
+def flat_file_csv(data: bytes) -> None:
+    _read_folder(data, EASTVIEW)
+
+
+@fuzz_target(
+    "flat_file.pipe_cp1252",
+    refusals=(sdk.ConnectorError,),
+    seeds=[_sample("millbrook")],
+    inputs=_csv_bytes([*MILLBROOK_COLUMNS.values(), "GL_ACCOUNT"], "|", "cp1252"),
+)
+def flat_file_pipe(data: bytes) -> None:
+    _read_folder(data, MILLBROOK)
+
+
+@fuzz_target(
+    "flat_file.csv_utf8_partitioned",
+    refusals=(sdk.ConnectorError,),
+    seeds=[_sample("eastview")],
+    inputs=_csv_bytes([*EASTVIEW_COLUMNS.values(), "Account"], ",", "utf-8"),
+)
+def flat_file_partitioned(data: bytes) -> None:
+    _read_folder(data, EASTVIEW, parts=3)
+
+
+# --- single values: account codes, amounts, dates, as the mapping converts them --------------
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+for _layout in ACCOUNT_LAYOUTS.values():
+
+    def _parse_account(data: bytes, layout: sdk.AccountLayout = _layout) -> None:
+        layout.parse(_text(data))
+
+    fuzz_target(
+        f"account_code.{_layout.name}",
+        refusals=(ValueError,),
+        seeds=[b"A2110.150-00-0000", b"10-1000-100-001-100", b"AB9999.999-999-9999"],
+    )(_parse_account)
+
+
+@fuzz_target("amount", refusals=(ValueError,), seeds=[b"2650.00", b"(12.50)", b"$1,234.50"])
+def amount(data: bytes) -> None:
+    _decimal(_text(data))
+
+
+def _converters(date_format: str, datetime_format: str | None) -> Mapping:
+    profile = StreamProfile(
+        record="payroll.pay_line",
+        columns={"pay_date": "d", "updated_at": "u"},
+        date_format=date_format,
+        datetime_format=datetime_format,
+        timezone="America/New_York",
+    )
+    return Mapping(profile, "nys", "fuzz")
+
+
+_US_DATES = _converters("%m/%d/%Y", "%m/%d/%Y %H:%M")
+_ISO = _converters("%Y-%m-%d", None)
+
+
+@fuzz_target("date.us", refusals=(ValueError,), seeds=[b"10/15/2026", b"2/29/2025"])
+def us_date(data: bytes) -> None:
+    convert = _US_DATES.converters["pay_date"]
+    assert convert is not None
+    convert(_text(data))
+
+
+@fuzz_target(
+    "datetime.iso", refusals=(ValueError,), seeds=[b"2026-10-15T18:30:00Z", b"2026-10-15 18:30"]
+)
+def iso_datetime(data: bytes) -> None:
+    convert = _ISO.converters["updated_at"]
+    assert convert is not None
+    convert(_text(data))
+
+
+@fuzz_target("datetime.us", refusals=(ValueError,), seeds=[b"10/15/2026 18:30"])
+def us_datetime(data: bytes) -> None:
+    convert = _US_DATES.converters["updated_at"]
+    assert convert is not None
+    convert(_text(data))
