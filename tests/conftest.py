@@ -15,6 +15,10 @@ from hub.store import migrate
 from hub.store.database import create_engine
 from tests.databases import BACKENDS, temporary_database
 
+#: After every test, its captured output is searched for the canary secrets and PII planted
+#: by tests/test_secret_canaries.py: none may appear anywhere.
+pytest_plugins = ["tests.canaries"]
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_CONFIG = REPO / "config"
 

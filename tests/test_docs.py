@@ -14,13 +14,31 @@ import pytest
 from hub import hookspecs
 from hub.billing.plans import Method, Plan, Tier
 from hub.cli import build_parser
-from hub.config import Connection, Cooperative, Member, PluginSettings, Route, Service
+from hub.config import (
+    Connection,
+    Cooperative,
+    Member,
+    PluginSettings,
+    Retention,
+    Route,
+    Service,
+    StreamRetention,
+)
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 HOOK_REFERENCE = DOCS / "plugins" / "hooks.md"
 ADMIN_GUIDE = DOCS / "admin-guide.md"
 
-CONFIG_STRUCTS = (Cooperative, Member, Service, PluginSettings, Connection, Route)
+CONFIG_STRUCTS = (
+    Cooperative,
+    Member,
+    Service,
+    PluginSettings,
+    Connection,
+    Route,
+    Retention,
+    StreamRetention,
+)
 
 
 def hooks() -> list[str]:
