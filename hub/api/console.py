@@ -240,8 +240,6 @@ async def dead_letter_list(request: web.Request) -> web.StreamResponse:
 @page()
 async def dead_letter_detail(request: web.Request) -> web.StreamResponse:
     letter = await deadletters.get_dead_letter(call_for(request, path={"id": _id(request)}))
-    if letter.record is None:  # unreadable (member purged): the note takes the record's place
-        letter = msgspec.structs.replace(letter, record={"note": letter.note})
     return render(request, "dead_letter.html", letter=letter)
 
 
