@@ -257,6 +257,10 @@ class FlatFileSource(sdk.Connector[FlatFileOptions]):
                 raise sdk.ConnectorConfigError(
                     f"{path.name} is not {self.config.encoding}: byte {error.start} cannot be decoded"
                 ) from None
+            except csv.Error as error:  # a cell over the csv module's limit, a NUL byte...
+                raise sdk.ConnectorError(
+                    f"{path.name} cannot be read as a table: {error}"
+                ) from None
 
     def pii_columns(self, stream: str) -> frozenset[str]:
         profile = self._profile(stream)
@@ -556,18 +560,21 @@ def _account_layout(layout: str) -> sdk.AccountLayout:
 
 
 def _decimal(text: str) -> Decimal:
-    """Money as exports write it: ``1,234.50``, ``$12.00``, ``(12.00)`` for a negative."""
+    """Money as exports write it: ``1,234.50``, ``$12.00``, ``(12.00)`` for a negative; never
+    NaN, infinity or an exponent no amount has."""
     try:
-        return Decimal(text)
+        value = Decimal(text)
     except InvalidOperation:
-        pass
-    cleaned = text.replace(",", "").replace("$", "")
-    if cleaned.startswith("(") and cleaned.endswith(")"):
-        cleaned = "-" + cleaned[1:-1]
-    try:
-        return Decimal(cleaned)
-    except InvalidOperation:
-        raise ValueError(f"{text!r} is not an amount") from None
+        cleaned = text.replace(",", "").replace("$", "")
+        if cleaned.startswith("(") and cleaned.endswith(")"):
+            cleaned = "-" + cleaned[1:-1]
+        try:
+            value = Decimal(cleaned)
+        except InvalidOperation:
+            raise ValueError(f"{text!r} is not an amount") from None
+    if not value.is_finite() or abs(value.adjusted()) > 15:
+        raise ValueError(f"{text!r} is not an amount")
+    return value
 
 
 @sdk.hookimpl

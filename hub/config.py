@@ -9,9 +9,10 @@ and the reason, and nothing is applied while any issue stands.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -394,12 +395,44 @@ def read_toml(path: Path, issues: Issues) -> dict[str, Any] | None:
     """Parse one TOML file; a syntax error becomes an issue with the line and column."""
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data = tomllib.load(handle)
+        for key, reason in _unrepresentable(data, ""):
+            issues.add(path, key, reason)
+        return data
     except tomllib.TOMLDecodeError as error:
         issues.add(path, "", f"not valid TOML: {error}")
+    except UnicodeDecodeError as error:
+        issues.add(path, "", f"not UTF-8 text: byte {error.start} cannot be decoded")
+    except RecursionError:
+        issues.add(path, "", "nested too deeply to read")
     except OSError as error:
         issues.add(path, "", f"cannot be read: {error.strerror}")
     return None
+
+
+#: The largest integer a setting may hold: the store keeps them in 32-bit columns.
+MAX_INTEGER = 2**31 - 1
+
+
+def _unrepresentable(node: Any, prefix: str) -> Iterator[tuple[str, str]]:
+    """Values TOML allows but no setting means: NaN or infinite floats (every comparison with
+    NaN is false, so a range check would pass it) and integers beyond the store's 32-bit
+    columns (amounts are quoted decimals, never integers this large)."""
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, value in items:
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            yield path, "must be a finite number"
+        elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+            yield path, f"is too large (at most {MAX_INTEGER:,})"
+        else:
+            yield from _unrepresentable(value, path)
 
 
 def load_config(directory: str | Path) -> HubConfig:

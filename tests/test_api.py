@@ -235,7 +235,7 @@ async def test_malformed_json_wrong_media_type_and_oversized_bodies(hub):
     huge = json.dumps({"ids": list(range(300_000))}).encode()
     answer = await hub.call("POST", "/dead-letters/discard", data=huge, headers=headers)
     assert (answer.status, answer.body["error"]["code"]) == (413, "too_large")
-    answer = await hub.call("POST", "/dead-letters/discard", json={"ids": list(range(1001))})
+    answer = await hub.call("POST", "/dead-letters/discard", json={"ids": list(range(1, 1002))})
     assert (answer.status, answer.body["error"]["field"]) == (422, "ids")
 
 

@@ -298,3 +298,34 @@ async def test_removing_a_route_from_the_configuration_removes_it_from_the_store
     changes = await apply(runtime.engine, load_config(config_dir))
 
     assert [str(c) for c in changes] == ["- route millbrook-payroll"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "reason"),
+    [
+        (
+            "enrollment = 2140",
+            "enrollment = 99999999999",
+            "members.eastview.enrollment",
+            "is too large (at most 2,147,483,647)",
+        ),
+        (
+            "enrollment = 2140",
+            "enrollment = nan",
+            "members.eastview.enrollment",
+            "must be a finite number",
+        ),
+    ],
+)
+def test_values_toml_allows_but_no_setting_means_are_named(folder, old, new, key, reason):
+    """NaN passes every range check (each comparison with it is false) and an integer past the
+    store's columns would fail only when applied: both are refused when the file is read."""
+    edit(folder / "cooperative.toml", old, new)
+
+    assert (("cooperative.toml", key, reason)) in issues_of(folder)
+
+
+def test_a_file_that_is_not_toml_text_is_named(folder):
+    (folder / "routes.toml").write_bytes(b"\xff\xfe[routes]\n")
+
+    assert issues_of(folder) == [("routes.toml", "", "not UTF-8 text: byte 0 cannot be decoded")]

@@ -218,6 +218,13 @@ def test_amounts_are_read_the_way_exports_write_them(text, amount):
     assert _decimal(text) == amount
 
 
+@pytest.mark.parametrize("text", ["NaN", "-Infinity", "1e999999999", "sNaN", "1e-40"])
+def test_what_no_amount_is_is_refused(text):
+    """Found by the fuzz suite: Decimal reads these, and a record carried them to the ledger."""
+    with pytest.raises(ValueError, match="is not an amount"):
+        _decimal(text)
+
+
 async def test_datetimes_without_an_offset_are_read_in_the_profiles_time_zone(tmp_path):
     (tmp_path / "a.csv").write_text(
         HEADER + "\n" + line(1).replace("2026-10-15T18:30:00Z", "10/15/2026 14:30") + "\n"

@@ -11,7 +11,6 @@ a longer local run, e.g. ``COHUB_FUZZ_EXAMPLES=2000 pytest tests/test_fuzz.py``.
 from __future__ import annotations
 
 import asyncio
-import csv
 import os
 import shutil
 import signal
@@ -178,11 +177,6 @@ def config_changes(draw: st.DrawFn) -> tuple[str, bytes]:
     return name, data
 
 
-#: Crashes this suite found in `load_config`, each reproduced by a strict xfail test below: the
-#: fuzzer tolerates exactly these until they are fixed (then the xfail passes and fails the run).
-KNOWN_CONFIG_CRASHES: tuple[type[BaseException], ...] = (UnicodeDecodeError, RecursionError)
-
-
 def _write_and_load(tmp_path: Path, name: str, data: bytes) -> None:
     folder = tmp_path / "config"
     shutil.copytree(EXAMPLE_CONFIG, folder)
@@ -190,18 +184,15 @@ def _write_and_load(tmp_path: Path, name: str, data: bytes) -> None:
     load_config(folder)
 
 
-@pytest.mark.xfail(raises=UnicodeDecodeError, strict=True, reason="finding: read_toml")
 def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path: Path):
-    """tomllib decodes the file itself and raises UnicodeDecodeError, which `read_toml` does not
-    catch (it catches TOMLDecodeError and OSError)."""
+    """Found by this suite: tomllib decodes the file itself and raised UnicodeDecodeError."""
     with pytest.raises(ConfigError, match=r"routes\.toml"):
         _write_and_load(tmp_path, "routes.toml", b"\xff[routes]\n")
 
 
-@pytest.mark.xfail(raises=RecursionError, strict=True, reason="finding: read_toml")
 def test_deeply_nested_arrays_are_a_config_error(tmp_path: Path):
-    """tomllib parses nested arrays and inline tables recursively: about 1000 levels exceed
-    Python's recursion limit and the RecursionError escapes `read_toml`."""
+    """Found by this suite: tomllib parses nesting recursively, and about 1,000 levels raised
+    RecursionError."""
     with pytest.raises(ConfigError, match=r"routes\.toml"):
         _write_and_load(tmp_path, "routes.toml", b"x = " + b"[" * 2000 + b"]" * 2000 + b"\n")
 
@@ -227,8 +218,6 @@ def test_config_loader_refuses_or_accepts_any_file(tmp_path: Path):
                     loaded = load_config(folder)
                 except ConfigError as error:
                     assert error.issues and all(str(issue) for issue in error.issues)
-                except KNOWN_CONFIG_CRASHES:
-                    pass  # reported, reproduced below; tolerated until fixed
                 else:
                     assert isinstance(loaded, HubConfig)
         finally:
@@ -240,20 +229,15 @@ def test_config_loader_refuses_or_accepts_any_file(tmp_path: Path):
 # --- file parsers ----------------------------------------------------------------------------
 
 
-#: Crashes this suite found in the parsers, by target name prefix, each reproduced by a strict
-#: xfail test below and tolerated by the fuzzer until fixed.
-KNOWN_PARSER_CRASHES: dict[str, tuple[type[BaseException], ...]] = {"flat_file.": (csv.Error,)}
-
 EASTVIEW_HEADER = (
     b"PayRunID,PayDate,PeriodStart,PeriodEnd,EmpID,EmpName,LineNo,EarnCode,Type,Hours,Rate,"
     b"Amount,Account,LastModified\n"
 )
 
 
-@pytest.mark.xfail(raises=csv.Error, strict=True, reason="finding: flat_file field size")
 def test_a_cell_over_the_csv_field_limit_is_a_rejected_file_not_a_crash():
-    """`csv` refuses a field over 131072 characters with csv.Error, which the flat-file source
-    lets escape (it turns only UnicodeDecodeError into a ConnectorConfigError)."""
+    """Found by this suite: `csv` refuses a field over 131,072 characters with csv.Error, which
+    escaped the flat-file source."""
     row = b"R1,2026-10-15,,,E1," + b"x" * 140_000 + b",1,SAL,earning,,,1,A2110.150-00-0000,\n"
     with pytest.raises(sdk.ConnectorError):
         FUZZ_TARGETS["flat_file.csv_utf8"].parse(EASTVIEW_HEADER + row)
@@ -271,15 +255,9 @@ def test_parsers_refuse_or_accept_any_bytes(name: str):
     @FUZZ
     @given(st.one_of(sources))
     def refuses_or_accepts(data: bytes) -> None:
-        with time_limit():
-            try:
-                target.parse(data)
-            except target.refusals:
-                pass
-            except tolerated:
-                pass  # a known finding, reproduced above
+        with time_limit(), suppress(target.refusals):
+            target.parse(data)
 
-    tolerated = next((e for p, e in KNOWN_PARSER_CRASHES.items() if name.startswith(p)), ())
     for example in target.seeds:  # the seeds themselves must go through
         with time_limit(), suppress(target.refusals):
             target.parse(example)
@@ -432,30 +410,18 @@ def _json_bytes(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
-#: Operations this suite found answering 500 to an id past 2**63 - 1 (the store's integers are
-#: 64-bit; aiosqlite raises OverflowError), reproduced by the strict xfail test below and
-#: tolerated by the fuzzer until fixed.
-KNOWN_API_500S = {
-    "GET /api/v1/dead-letters",
-    "POST /api/v1/dead-letters/replay",
-    "POST /api/v1/dead-letters/discard",
-}
-
-
-def _beyond_64_bits(target: str, body: bytes | None) -> bool:
-    import re
-
-    numbers = re.findall(r"\d{19,}", target + (body or b"").decode("utf-8", "replace"))
-    return any(int(n) > 2**63 - 1 for n in numbers)
-
-
-@pytest.mark.xfail(strict=True, reason="finding: ids past 64 bits answer 500")
-async def test_ids_beyond_64_bits_are_not_a_500(hub):
+async def test_ids_beyond_64_bits_and_nul_characters_are_not_a_500(hub):
+    """Found by this suite: ids past 2**63 - 1 answered 500 (the store's integers are 64-bit),
+    and on PostgreSQL so did a NUL in a name (its text cannot hold one)."""
     too_big = 2**63
     answers = [
         await hub.call("GET", f"/dead-letters?run={too_big}"),
         await hub.call("POST", "/dead-letters/replay", json={"ids": [too_big]}),
         await hub.call("POST", "/dead-letters/discard", json={"ids": [too_big]}),
+        await hub.call("DELETE", "/connections/%00"),
+        await hub.call("DELETE", "/routes/%00"),
+        await hub.call("GET", "/runs?route=%00"),
+        await hub.call("PATCH", "/routes/x", json={"source_stream": "a\u0000b"}),
     ]
     assert [a.status for a in answers if a.status >= 500] == []
 
@@ -524,14 +490,6 @@ async def test_every_api_operation_answers_fuzzed_requests_without_a_5xx(hub):
                     f"{method_} {target}: no answer in {TIME_LIMIT * 3} s"
                 ) from None
             where = f"{method_} {target} body={body[:300] if body else body!r}"
-            if (
-                status == 500
-                and _beyond_64_bits(target, body)
-                and f"{method_} {path}" in KNOWN_API_500S
-            ):
-                return  # a known finding, reproduced in test_ids_beyond_64_bits_are_not_a_500
-            if status == 500 and ("%00" in target or b"\\u0000" in (body or b"")):
-                return  # known finding: a NUL in a name is a 500 on PostgreSQL (text has no NUL)
             assert status < 500, f"{where} answered {status}: {raw[:300]!r}"
             if status >= 400:
                 problem = error_shape_problem(status, media, parsed)

@@ -94,16 +94,15 @@ async def call(hub, method: str, path: str, *, token: str | None, json=None) -> 
 
 @pytest.fixture
 async def limited_hub(runtime: Runtime, config_dir: Path, monkeypatch):
-    """The served example hub with `RateLimit` installed before `authenticate` (what
-    `hub.api.app.build_app` does once it is wired), small limits and a hand-moved clock."""
+    """The served example hub with build_app's `RateLimit` swapped for one with small limits
+    and a hand-moved clock."""
     clock = Clock()
     limit = RateLimit(failures=3, creations=2, window=60, clock=clock)
     original = web.Application
 
     def application(*args, middlewares=(), **kwargs):
-        listed = list(middlewares)
-        if RateLimit not in map(type, listed):
-            listed.insert(listed.index(app_module.authenticate), limit)
+        listed = [limit if isinstance(m, RateLimit) else m for m in middlewares]
+        assert limit in listed, "build_app installs a RateLimit before authenticate"
         return original(*args, middlewares=listed, **kwargs)
 
     monkeypatch.setattr(app_module.web, "Application", application)

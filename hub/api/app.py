@@ -31,6 +31,7 @@ from hub.api.auth import Verifier
 from hub.api.endpoints import CONFIG_DIR, CSRF, PRINCIPAL, RUNTIME, api
 from hub.api.errors import CODES, ApiError, ErrorBody, ErrorResponse
 from hub.api.openapi import document_bytes
+from hub.api.ratelimit import RateLimit
 from hub.api.runs import STARTED, STOP
 from hub.runtime import Runtime
 
@@ -167,7 +168,8 @@ def build_app(
     from hub.api import console  # Jinja2 loads only where pages are served
 
     app = web.Application(
-        middlewares=[request_log, json_errors, authenticate], client_max_size=MAX_BODY
+        middlewares=[request_log, json_errors, RateLimit(), authenticate],
+        client_max_size=MAX_BODY,
     )
     app[RUNTIME] = runtime
     app[CONFIG_DIR] = config_dir

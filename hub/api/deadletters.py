@@ -9,7 +9,7 @@ import msgspec
 from sqlalchemy import select
 
 from hub.api.auth import OPERATE
-from hub.api.endpoints import Call, Page, Paging, api, listed
+from hub.api.endpoints import Call, Id, Page, Paging, api, listed
 from hub.api.errors import ApiError, not_found
 from hub.api.runs import RunOut, load_run
 from hub.api.runs import answer as run_answer
@@ -29,7 +29,7 @@ MAX_IDS = 1000
 class DeadLetterQuery(Paging, kw_only=True, forbid_unknown_fields=True):
     route: str | None = None
     member: str | None = None
-    run: int | None = None
+    run: Id | None = None
     status: Literal["open", "replayed", "discarded", "any"] = "open"
     #: Only those whose reason contains this text.
     reason: str | None = None
@@ -124,7 +124,7 @@ async def get_dead_letter(call: Call) -> DeadLetterDetail:
 
 
 class DeadLetterIds(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    ids: list[int]
+    ids: list[Id]
 
 
 class ReplayOut(msgspec.Struct, kw_only=True):

@@ -11,7 +11,7 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from aiohttp import web
@@ -48,6 +48,8 @@ class Paging(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 MAX_LIMIT = 500
 #: The largest id the store holds (a 64-bit integer): a larger one names nothing.
 MAX_ID = 2**63 - 1
+#: An id in a query or a body: from 1 to `MAX_ID`.
+Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
 
 
 async def listed(
@@ -192,8 +194,8 @@ def _dispatcher(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Str
             for name, value in request.match_info.items()
         }
         for name, value in path.items():
-            if isinstance(value, int) and value > MAX_ID:
-                raise ApiError("not_found", f"no such {name} {value}")
+            if (isinstance(value, int) and value > MAX_ID) or "\x00" in str(value):
+                raise ApiError("not_found", f"no such {name}")
         query = decode_query(request, endpoint.query)
         body = await decode_body(request, endpoint.body)
         result = await endpoint.handler(Call(request, principal, path, query, body))
@@ -221,6 +223,8 @@ def decode_query(request: web.Request, kind: type | None) -> Any:
     for key in keys:
         if len(request.query.getall(key)) > 1:
             raise ApiError("bad_request", "given more than once", field=key)
+        if "\x00" in request.query[key]:
+            raise ApiError("bad_request", "must not contain NUL characters", field=key)
         seen[key] = request.query[key]
     try:
         return msgspec.convert(seen, kind, strict=False)
@@ -239,6 +243,8 @@ async def decode_body(request: web.Request, kind: type | None) -> Any:
     raw = await request.read()  # over the app's client_max_size: 413 from aiohttp
     if not raw.strip():
         raise ApiError("bad_request", "a JSON body is required")
+    if b"\\u0000" in raw:  # no text column takes NUL (PostgreSQL refuses it)
+        raise ApiError("invalid", "text must not contain NUL characters (\\u0000)")
     try:
         return msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as error:

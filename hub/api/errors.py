@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 
@@ -56,7 +58,7 @@ def from_validation(error: msgspec.ValidationError, *, where: str) -> ApiError:
     """msgspec's "Expected `int`, got `str` - at `$.limit`" as an error naming the field."""
     text = str(error)
     message, _, path = text.partition(" - at `")
-    field = path.rstrip("`").removeprefix("$").lstrip(".") or None
+    field = re.sub(r"\[(\d+)\]", r".\1", path.rstrip("`").removeprefix("$")).lstrip(".") or None
     if message.startswith("Object contains unknown field"):
         name = message.split("`")[1]
         field = f"{field}.{name}" if field else name

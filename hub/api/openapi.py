@@ -31,6 +31,7 @@ DESCRIPTIONS = {
     413: "Body too large",
     415: "Body is not JSON",
     422: "Body does not validate",
+    429: "Too many failed tokens from this address, or tokens made by this token: see Retry-After",
     500: "Internal error",
 }
 
@@ -113,7 +114,7 @@ def document() -> dict[str, Any]:
         operation["responses"][str(e.status)] = success
         failures = {400, 500, *e.errors}
         if e.allow is not None:
-            failures |= {401, 403}
+            failures |= {401, 403, 429}
         if e.body is not None:
             failures |= {413, 415, 422}
         error = {"application/json": {"schema": by_type[ErrorResponse]}}
