@@ -333,3 +333,24 @@ def us_datetime(data: bytes) -> None:
     convert = _US_DATES.converters["updated_at"]
     assert convert is not None
     convert(_text(data))
+
+
+# --- XML: the SDK's safe parser, which cXML and other XML connectors read documents with -------
+
+CXML_SEED = (
+    b'<?xml version="1.0" encoding="UTF-8"?><cXML payloadID="1@boces" timestamp="2026-11-30T10:00:00Z">'
+    b'<Response><Status code="200" text="OK"/></Response></cXML>'
+)
+
+
+@fuzz_target(
+    "sdk.xml",
+    refusals=(sdk.BadRecord,),
+    seeds=[
+        CXML_SEED,
+        b'<!DOCTYPE x [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><x>&b;</x>',
+        b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><x>&e;</x>',
+    ],
+)
+def xml_document(data: bytes) -> None:
+    sdk.xml.parse(data)

@@ -77,12 +77,13 @@ __all__ = [
     "http",
     "nested_struct",
     "record_type",
+    "xml",
 ]
 
 
 def __getattr__(name: str) -> ModuleType:
-    """`sdk.http` loads on first use: aiohttp costs start-up time and memory that connectors
-    reading files or databases never need."""
-    if name == "http":
-        return importlib.import_module("hub.sdk.http")
+    """`sdk.http` and `sdk.xml` load on first use: aiohttp and the XML parser cost start-up
+    time and memory that connectors reading files or databases never need."""
+    if name in ("http", "xml"):
+        return importlib.import_module(f"hub.sdk.{name}")
     raise AttributeError(f"module 'hub.sdk' has no attribute {name!r}")
