@@ -330,9 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
             "billing: close PERIOD, periods, statement, receivables, suppliers",
         )
     )
-    audit.add_arguments(
-        command("audit", audit.cmd_audit, "the audit log: list, verify, export")
-    )
+    audit.add_arguments(command("audit", audit.cmd_audit, "the audit log: list, verify, export"))
     data.add_arguments(
         command("data", data.cmd_data, "personal data: inventory of what flows where, purge")
     )
