@@ -53,6 +53,24 @@ ACCOUNT_TYPES = {"checking": "checking", "c": "checking", "savings": "savings", 
 MAX_ENTRY_CENTS = 9_999_999_999
 #: What NACHA's alphanumeric fields take: upper-case letters, digits, a few punctuation marks.
 _NOT_ALLOWED = re.compile(r"[^A-Z0-9 .,&/'\-]")
+#: Letters Unicode does not decompose into an ASCII letter and an accent.
+_LETTERS = str.maketrans(
+    {
+        "ø": "o",
+        "Ø": "O",
+        "æ": "ae",
+        "Æ": "AE",
+        "œ": "oe",
+        "Œ": "OE",
+        "ß": "ss",
+        "đ": "d",
+        "Đ": "D",
+        "ł": "l",
+        "Ł": "L",
+        "þ": "th",
+        "Þ": "TH",
+    }
+)
 
 
 def _described(description: str) -> Any:
@@ -127,7 +145,11 @@ def routing_problem(routing: str) -> str | None:
 
 def ascii_upper(text: str) -> str:
     """`text` as NACHA takes it: accents removed, upper case, only the allowed characters."""
-    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    plain = (
+        unicodedata.normalize("NFKD", text.translate(_LETTERS))
+        .encode("ascii", "ignore")
+        .decode("ascii")
+    )
     return _NOT_ALLOWED.sub(" ", plain.upper()).strip()
 
 
