@@ -1,0 +1,388 @@
+"""The SQL source: a district ERP's reporting view read incrementally, on every database it serves.
+
+SQLite always; PostgreSQL when COHUB_TEST_DATABASE_URL is set and MariaDB when
+COHUB_TEST_MARIADB_URL is set (CI sets both). Each test gets a fresh database holding one
+reporting table, ``hr_staff_v``, whose ``last_change`` is a naive timestamp in New York time.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Column, Date, DateTime, MetaData, String, Table, text, update
+from sqlalchemy.engine import make_url
+
+from connectors.sql_source import SqlSource
+from connectors.sql_table import SqlTableDestination
+from hub import sdk
+from hub.store.database import create_engine
+from tests.databases import BACKENDS, POSTGRES_URL, temporary_database
+
+MARIADB_URL = os.environ.get("COHUB_TEST_MARIADB_URL")
+
+STAFF = Table(
+    "hr_staff_v",
+    MetaData(),
+    Column("emp_no", String(20), primary_key=True),
+    Column("first_nm", String(40)),
+    Column("last_nm", String(40)),
+    Column("hired", Date),
+    Column("ssn", String(11)),
+    Column("last_change", DateTime, nullable=False),
+)
+
+#: The ERP writes New York wall-clock time without an offset.
+T1 = datetime(2026, 10, 15, 14, 30)
+T2 = datetime(2026, 10, 16, 9, 0)
+T3 = datetime(2026, 10, 17, 8, 0)
+
+
+@pytest.fixture(params=BACKENDS + (["mariadb"] if MARIADB_URL else []))
+async def erp_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
+    """A fresh database holding an empty ``hr_staff_v``: an SQLite file, a PostgreSQL database,
+    or a MariaDB database, dropped afterwards."""
+    if request.param == "mariadb":
+        assert MARIADB_URL is not None
+        name = f"cohub_src_{uuid.uuid4().hex[:10]}"
+        root = create_engine(MARIADB_URL)
+        async with root.begin() as conn:
+            await conn.execute(text(f"CREATE DATABASE `{name}`"))
+        url = make_url(MARIADB_URL).set(database=name).render_as_string(hide_password=False)
+        try:
+            await _create_staff(url)
+            yield url
+        finally:
+            async with root.begin() as conn:
+                await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+            await root.dispose()
+        return
+    async with temporary_database(request.param, tmp_path) as url:
+        await _create_staff(url)
+        yield url
+
+
+async def _create_staff(url: str) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(STAFF.metadata.create_all)
+    await engine.dispose()
+
+
+async def insert(url: str, *rows: dict[str, Any]) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(STAFF.insert(), list(rows))
+    await engine.dispose()
+
+
+async def touch(url: str, emp_no: str, when: datetime, **values: Any) -> None:
+    engine = create_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(
+            update(STAFF).where(STAFF.c.emp_no == emp_no).values(last_change=when, **values)
+        )
+    await engine.dispose()
+
+
+def _row(emp_no: str, when: datetime, last: str | None = "Anderson", **more: Any) -> dict:
+    return {
+        "emp_no": emp_no,
+        "first_nm": "Maria",
+        "last_nm": last,
+        "hired": date(2019, 8, 26),
+        "ssn": "123-45-6789",
+        "last_change": when,
+        **more,
+    }
+
+
+STREAM = {
+    "table": "hr_staff_v",
+    "record": "hr.employee",
+    "columns": {
+        "employee_id": "emp_no",
+        "first_name": "first_nm",
+        "last_name": "last_nm",
+        "hire_date": "hired",
+        "ssn": "ssn",
+    },
+    "updated_column": "last_change",
+    "key_columns": ["emp_no"],
+    "timezone": "America/New_York",
+}
+
+
+def source(
+    url: str,
+    batch_size: int = 100,
+    lookback: timedelta = timedelta(0),
+    secrets: dict[str, str] | None = None,
+    **stream: Any,
+) -> SqlSource:
+    options = SqlSource.parse_options({"url": url, "streams": {"staff": {**STREAM, **stream}}})
+    connector = SqlSource(
+        options, secrets or {}, sdk.ConnectionContext(connection="eastview-erp", member="eastview")
+    )
+    connector.batch_size = batch_size
+    connector.lookback = lookback
+    return connector
+
+
+async def read_all(connector: SqlSource, state: sdk.State | None = None) -> list[sdk.Batch]:
+    try:
+        return [batch async for batch in connector.read("staff", state)]
+    finally:
+        await connector.close()
+
+
+def ids(batches: list[sdk.Batch]) -> list[str]:
+    return [r.employee_id for b in batches for r in b.records]
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+async def test_a_full_read_delivers_every_row_oldest_change_first_in_batches(erp_url):
+    # given three staff rows changed at three times
+    await insert(erp_url, _row("E3", T1), _row("E1", T2), _row("E2", T3))
+
+    # when the view is read in batches of two
+    batches = await read_all(source(erp_url, batch_size=2))
+
+    # then every row arrives once, by last change, the naive times read as New York time
+    assert [len(b.records) for b in batches] == [2, 1]
+    assert ids(batches) == ["E3", "E1", "E2"]
+    first = batches[0].records[0]
+    assert first.updated_at == datetime(2026, 10, 15, 18, 30, tzinfo=UTC)
+    assert first.hire_date == date(2019, 8, 26)
+    assert first.ssn == "123-45-6789"
+    assert batches[-1].state["position"] == {
+        "updated": "2026-10-17T08:00:00",
+        "text": erp_url.startswith("sqlite"),
+        "keys": ["E2"],
+    } or batches[-1].state["position"]["updated"].startswith("2026-10-17 08:00:00")
+
+
+async def test_a_second_read_delivers_only_the_updated_and_inserted_rows(erp_url):
+    # given a first read of two rows
+    await insert(erp_url, _row("E1", T1), _row("E2", T1))
+    first = await read_all(source(erp_url))
+    # when E1 changes and E3 is added
+    await touch(erp_url, "E1", T2, last_nm="Anderson-Lee")
+    await insert(erp_url, _row("E3", T3))
+
+    second = await read_all(source(erp_url), first[-1].state)
+
+    # then only those two come, in order of change
+    assert ids(second) == ["E1", "E3"]
+    assert second[0].records[0].last_name == "Anderson-Lee"
+    # and a third read finds nothing new
+    assert ids(await read_all(source(erp_url), second[-1].state)) == []
+
+
+async def test_rows_sharing_one_timestamp_across_a_batch_boundary_are_neither_lost_nor_doubled(
+    erp_url,
+):
+    # given five rows stamped with the same instant
+    await insert(erp_url, *(_row(f"E{n}", T1) for n in range(1, 6)))
+
+    # when a run stops after its first batch of two and the next run resumes from its state
+    connector = source(erp_url, batch_size=2)
+    reader = connector.read("staff", None)
+    first = await anext(reader)
+    await reader.aclose()
+    await connector.close()
+    rest = await read_all(source(erp_url, batch_size=2), first.state)
+
+    # then the remaining three arrive, each once
+    assert ids([first]) == ["E1", "E2"]
+    assert ids(rest) == ["E3", "E4", "E5"]
+
+
+async def test_a_lookback_reread_delivers_late_rows_and_nothing_twice_downstream(erp_url, tmp_path):
+    # given a read of two rows with a one-hour lookback, delivered to a SQL destination
+    await insert(erp_url, _row("E1", T2), _row("E2", T2 + timedelta(minutes=5)))
+    hour = timedelta(hours=1)
+    first = await read_all(source(erp_url, lookback=hour))
+    # when a row stamped before the last one is committed late, and the view is read again
+    await insert(erp_url, _row("E3", T2 + timedelta(minutes=4)))
+    second = await read_all(source(erp_url, lookback=hour), first[-1].state)
+    third = await read_all(source(erp_url, lookback=hour), second[-1].state)
+
+    # then only the late row is delivered again, and the destination holds each row once
+    assert ids(first) == ["E1", "E2"]
+    assert ids(second) == ["E3"]
+    assert ids(third) == []
+    destination = SqlTableDestination(
+        SqlTableDestination.parse_options({"url": f"sqlite:///{tmp_path / 'cbo.db'}"}),
+        {},
+        sdk.ConnectionContext(connection="cbo", member=None),
+    )
+    try:
+        written = 0
+        for batch in first + second + third:
+            if batch.records:
+                written += (await destination.write("staff", batch, "eastview")).written
+        async with destination.engine.connect() as conn:
+            stored = (await conn.execute(text("SELECT record_key FROM staff"))).scalars().all()
+    finally:
+        await destination.close()
+    assert written == 3
+    assert sorted(stored) == ["E1", "E2", "E3"]
+
+
+async def test_a_row_that_does_not_map_becomes_a_dead_letter_with_its_reason(erp_url):
+    # given a row without a last name, between two good ones
+    await insert(erp_url, _row("E1", T1), _row("E2", T2, last=None), _row("E3", T3))
+
+    batches = await read_all(source(erp_url))
+
+    # then the good rows are delivered and the bad one is rejected with its key and the reason
+    assert ids(batches) == ["E1", "E3"]
+    [reject] = [r for b in batches for r in b.rejects]
+    assert reject.position == "hr_staff_v emp_no=E2"
+    assert reject.reason == "Object missing required field `last_name`"
+    assert reject.raw["last_change"] == "2026-10-16T09:00:00" or reject.raw[
+        "last_change"
+    ].startswith("2026-10-16 09:00:00")
+    # and the state moved past it: the next read does not reject it again
+    assert await read_all(source(erp_url), batches[-1].state) == []
+
+
+async def test_map_raw_maps_a_dead_letter_again_as_read_did(erp_url):
+    connector = source(erp_url)
+    raw = {
+        "emp_no": "E2",
+        "first_nm": "Maria",
+        "last_nm": None,
+        "hired": "2019-08-26",
+        "ssn": "123-45-6789",
+        "last_change": "2026-10-16T09:00:00",
+    }
+
+    with pytest.raises(sdk.BadRecord, match="last_name"):
+        connector.map_raw("staff", raw)
+    record = connector.map_raw("staff", {**raw, "last_nm": "Anderson"})
+
+    assert record.updated_at == datetime(2026, 10, 16, 13, 0, tzinfo=UTC)
+    assert connector.pii_columns("staff") == frozenset({"ssn"})
+
+
+# -- check ----------------------------------------------------------------------------------------
+
+
+async def test_check_passes_and_streams_lists_the_configured_view(erp_url):
+    connector = source(erp_url)
+    try:
+        await connector.check()
+        [spec] = await connector.streams()
+    finally:
+        await connector.close()
+    assert (spec.name, spec.record, spec.readable, spec.writable) == (
+        "staff",
+        "hr.employee",
+        True,
+        False,
+    )
+
+
+async def test_check_names_a_missing_view(erp_url):
+    connector = source(erp_url, table="no_such_view")
+    with pytest.raises(sdk.ConnectorError, match="no table or view no_such_view"):
+        try:
+            await connector.check()
+        finally:
+            await connector.close()
+
+
+async def test_check_names_a_missing_column(erp_url):
+    connector = source(erp_url, columns={**STREAM["columns"], "work_email": "email_addr"})
+    with pytest.raises(sdk.ConnectorError, match=r"has no column '(hr_staff_v\.)?email_addr'"):
+        try:
+            await connector.check()
+        finally:
+            await connector.close()
+
+
+async def test_check_names_an_unreachable_host_and_an_unknown_driver():
+    unreachable = source("postgresql://reader@127.0.0.1:1/erp")
+    with pytest.raises(sdk.TransientError, match=r"cannot reach the database at 127\.0\.0\.1:1"):
+        try:
+            await unreachable.check()
+        finally:
+            await unreachable.close()
+    with pytest.raises(sdk.ConnectorConfigError, match="no database driver for 'oracle13'"):
+        await source("oracle13://reader@erp.ric.example/erp").check()
+
+
+@pytest.mark.skipif(not MARIADB_URL, reason="COHUB_TEST_MARIADB_URL is not set")
+async def test_mariadb_check_names_a_wrong_password_and_a_missing_select_grant(tmp_path):
+    assert MARIADB_URL is not None
+    user = f"ro_{uuid.uuid4().hex[:8]}"
+    root = create_engine(MARIADB_URL)
+    name = f"cohub_src_{uuid.uuid4().hex[:10]}"
+    url = make_url(MARIADB_URL).set(database=name, username=user)
+    try:
+        async with root.begin() as conn:
+            await conn.execute(text(f"CREATE DATABASE `{name}`"))
+            await conn.execute(text(f"CREATE TABLE `{name}`.other_v (x INT)"))
+            await conn.execute(text(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'right-one'"))
+            # A grant on another view only: the user may use the database, not hr_staff_v.
+            await conn.execute(text(f"GRANT SELECT ON `{name}`.other_v TO '{user}'@'%'"))
+        await _create_staff(make_url(MARIADB_URL).set(database=name))
+        plain = url.render_as_string(hide_password=False)
+
+        wrong = source(plain, secrets={"password": "wrong-one"})
+        with pytest.raises(sdk.AuthError, match=f"refused the password for user '{user}'"):
+            try:
+                await wrong.check()
+            finally:
+                await wrong.close()
+        denied = source(plain, secrets={"password": "right-one"})
+        with pytest.raises(
+            sdk.ConnectorError, match=f"user '{user}' may not SELECT from hr_staff_v"
+        ):
+            try:
+                await denied.check()
+            finally:
+                await denied.close()
+    finally:
+        async with root.begin() as conn:
+            await conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+            await conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
+        await root.dispose()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="COHUB_TEST_DATABASE_URL is not set")
+async def test_postgresql_check_names_an_unknown_role_and_a_missing_select_grant(tmp_path):
+    async with temporary_database("postgresql", tmp_path) as url:
+        await _create_staff(url)
+        role = f"ro_{uuid.uuid4().hex[:8]}"
+        # trust authentication here: an unknown role stands for refused credentials
+        unknown = source(make_url(url).set(username=role).render_as_string(hide_password=False))
+        with pytest.raises(sdk.AuthError, match=f"has no user '{role}'"):
+            try:
+                await unknown.check()
+            finally:
+                await unknown.close()
+        admin = create_engine(url)
+        async with admin.begin() as conn:
+            await conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        try:
+            denied = source(make_url(url).set(username=role).render_as_string(hide_password=False))
+            with pytest.raises(
+                sdk.ConnectorError, match=f"user '{role}' may not SELECT from hr_staff_v"
+            ):
+                try:
+                    await denied.check()
+                finally:
+                    await denied.close()
+        finally:
+            async with admin.begin() as conn:
+                await conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+            await admin.dispose()
