@@ -38,6 +38,7 @@ from hub.sdk.http import (
     HttpStatusError,
     OAuth2ClientCredentials,
     RateLimit,
+    Retryable,
     RetryPolicy,
     TlsOptions,
     trusting,
@@ -452,6 +453,10 @@ class EdFi(sdk.Connector[EdFiOptions]):
         assert self._auth is not None
         try:
             await self._auth.headers(client)
+        except Retryable as error:
+            raise sdk.TransientError(
+                f"cannot reach the Ed-Fi token endpoint: {error.reason}"
+            ) from None
         except sdk.AuthError as error:
             raise sdk.AuthError(
                 f"the Ed-Fi API refused client_id {self.config.client_id!r} and its secret: {error}"

@@ -34,6 +34,7 @@ from hub.sdk.http import (
     HttpStatusError,
     OAuth2ClientCredentials,
     RateLimit,
+    Retryable,
     RetryPolicy,
     TlsOptions,
     trusting,
@@ -261,17 +262,19 @@ class SkywardQmlativ(sdk.Connector[QmlativOptions]):
         assert self._auth is not None
         try:
             await self._auth.headers(client)
+        except Retryable as error:
+            raise sdk.TransientError(
+                f"cannot reach Qmlativ at {self._base()}: {error.reason}"
+            ) from None
         except sdk.AuthError as error:
+            if "HTTP 404" in str(error):
+                raise sdk.ConnectorConfigError(
+                    f"{self._base()} has no Qmlativ token endpoint ({self.config.token_path}): "
+                    "HTTP 404 (check base_url)"
+                ) from None
             raise sdk.AuthError(
                 f"Qmlativ refused the API key {self.config.client_id!r} and its secret: {error}"
             ) from None
-        except HttpStatusError as error:
-            raise sdk.ConnectorConfigError(
-                f"{self._base()} has no Qmlativ token endpoint ({self.config.token_path}): "
-                f"HTTP {error.status} (check base_url)"
-            ) from None
-        except sdk.TransientError as error:
-            raise sdk.TransientError(f"cannot reach Qmlativ at {self._base()}: {error}") from None
         for stream in ENTITIES:
             path = self._first_page(stream, 1)
             try:
