@@ -107,13 +107,25 @@ class SqlSource(sdk.Connector[SqlSourceOptions]):
                 if "password" in self.secret_values:
                     url = url.set(password=self.secret_values["password"])
                 backend = url.get_backend_name()
+                if backend == "sqlite" and url.database and url.database != ":memory:":
+                    # The hub's engine factory creates missing SQLite files; a source must not.
+                    path = self.context.resolve_path(url.database)
+                    if not path.is_file():
+                        raise sdk.ConnectorConfigError(f"no SQLite database file {path}")
+                    url = url.set(database=str(path))
                 args: dict[str, Any] = {}
                 if backend == "postgresql":
                     args = {"timeout": self.config.connect_timeout}
                 elif backend in ("mysql", "mariadb"):
                     args = {"connect_timeout": self.config.connect_timeout}
                 self._engine = create_engine(url, connect_args=args)
-            except (ArgumentError, NoSuchModuleError, InvalidRequestError, ValueError) as error:
+            except (
+                ArgumentError,
+                NoSuchModuleError,
+                InvalidRequestError,
+                ImportError,
+                ValueError,
+            ) as error:
                 raise sdk.ConnectorConfigError(_url_problem(self.config.url, error)) from None
         return self._engine
 
@@ -168,7 +180,10 @@ class SqlSource(sdk.Connector[SqlSourceOptions]):
     def _explain(self, error: BaseException, plan: StreamPlan | None) -> str:
         """What went wrong, in the administrator's terms, without the SQL or any value."""
         url = make_url(self.config.url)
-        where = f"{url.host or 'localhost'}:{url.port or 'default port'}"
+        port = url.port or {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}.get(
+            url.get_backend_name(), ""
+        )
+        where = f"{url.host or 'localhost'}:{port}" if url.host or port else url.database
         user = url.username or "(none)"
         code, text = _error_code(error)
         view = _qualified(plan.profile) if plan else "the view"
@@ -187,7 +202,11 @@ class SqlSource(sdk.Connector[SqlSourceOptions]):
             found = re.search(r"""column:?\s+["'`]?([\w.]+)""", text)
             name = found.group(1) if found else "a mapped column"
             return f"{view} has no column {name!r} (check the stream's columns)"
-        if isinstance(error, OSError) or code in (2002, 2003, 2005, 2013) or "connect" in lowered:
+        if (
+            isinstance(_root(error), OSError)
+            or code in (2002, 2003, 2005, 2013)
+            or "connect" in lowered
+        ):
             return f"cannot reach the database at {where}: {_first_line(text)}"
         return f"{type(_root(error)).__name__}: {_first_line(text)}"
 
@@ -502,6 +521,17 @@ def _url_problem(url: str, error: BaseException) -> str:
         scheme = make_url(url).drivername
     except ArgumentError:
         return "url is not a database URL (expected e.g. postgresql://user@host/db)"
+    if isinstance(error, ImportError):
+        return (
+            f"the driver for {scheme!r} is not installed ({_first_line(str(error))}): use "
+            "postgresql://, mysql://, mariadb:// or sqlite://, which get asyncpg, aiomysql or "
+            "aiosqlite"
+        )
+    if isinstance(error, InvalidRequestError):
+        return (
+            f"{scheme!r} is not an async driver: use postgresql://, mysql://, mariadb:// or "
+            "sqlite://, which get asyncpg, aiomysql or aiosqlite"
+        )
     if isinstance(error, NoSuchModuleError):
         return (
             f"no database driver for {scheme!r}: use postgresql://, mysql://, mariadb:// or "

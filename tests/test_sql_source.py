@@ -14,13 +14,19 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Date, DateTime, MetaData, String, Table, text, update
+from sqlalchemy import Column, Date, DateTime, MetaData, String, Table, select, text, update
 from sqlalchemy.engine import make_url
 
 from connectors.sql_source import SqlSource
-from connectors.sql_table import SqlTableDestination
+from connectors.sql_table import SqlTableDestination, StreamTable
 from hub import sdk
+from hub.apply import apply
+from hub.config import check_against_plugins, load_config
+from hub.engine.run import run_route
+from hub.model.hr import Employee
+from hub.plugins import PluginHost
 from hub.store.database import create_engine
+from hub.store.tables import dead_letters
 from tests.databases import BACKENDS, POSTGRES_URL, temporary_database
 
 MARIADB_URL = os.environ.get("COHUB_TEST_MARIADB_URL")
@@ -386,3 +392,80 @@ async def test_postgresql_check_names_an_unknown_role_and_a_missing_select_grant
             async with admin.begin() as conn:
                 await conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
             await admin.dispose()
+
+
+# -- through the engine ---------------------------------------------------------------------------
+
+
+async def test_a_sync_through_the_engine_delivers_rows_dead_letters_and_then_only_changes(
+    runtime, config_dir, database_url
+):
+    # given the ERP's view in the test database (three good rows, one without a last name)
+    await _create_staff(database_url)
+    await insert(
+        database_url,
+        _row("E1", T1),
+        _row("E2", T1),
+        _row("E3", T2, last=None),
+        _row("E4", T3),
+    )
+    columns = "\n".join(f'{field} = "{col}"' for field, col in STREAM["columns"].items())
+    (config_dir / "connections" / "eastview-erp.toml").write_text(
+        f'connector = "sql_source"\nmember = "eastview"\n\n[options]\nurl = "{database_url}"\n\n'
+        '[options.streams.staff]\ntable = "hr_staff_v"\nrecord = "hr.employee"\n'
+        'updated_column = "last_change"\nkey_columns = ["emp_no"]\n'
+        'timezone = "America/New_York"\n\n'
+        f"[options.streams.staff.columns]\n{columns}\n"
+    )
+    with (config_dir / "cooperative.toml").open("a") as cooperative:
+        cooperative.write('\n[services.cbo-hr]\nname = "Central Business Office: HR records"\n')
+    with (config_dir / "routes.toml").open("a") as routes:
+        routes.write(
+            '\n[routes.eastview-staff]\nsource = "eastview-erp"\nsource_stream = "staff"\n'
+            'destination = "cbo-payroll-db"\ndestination_stream = "employees"\n'
+            'service = "cbo-hr"\nbatch_size = 2\n'
+        )
+    runtime.plugins = PluginHost([config_dir.parent / "plugins"])
+    config = load_config(config_dir)
+    check_against_plugins(
+        config, runtime.plugins.connectors(), runtime.plugins.transforms(), runtime.plugins.meters()
+    )
+    await apply(runtime.engine, config)
+
+    # when the route runs
+    summary = await run_route(runtime.engine, runtime.plugins, "eastview-staff")
+
+    # then three employees arrive and E3 is a dead letter with its reason
+    assert summary.status == "succeeded", summary.error
+    assert (summary.counts.read, summary.counts.written, summary.counts.rejected) == (4, 3, 1)
+    assert await stored_names(database_url) == [
+        ("E1", "Anderson"),
+        ("E2", "Anderson"),
+        ("E4", "Anderson"),
+    ]
+    async with runtime.engine.connect() as conn:
+        letters = (await conn.execute(select(dead_letters.c.position, dead_letters.c.reason))).all()
+    assert [tuple(letter) for letter in letters] == [
+        ("hr_staff_v emp_no=E3", "Object missing required field `last_name`")
+    ]
+
+    # when E2 changes, the next run reads only E2; the one after reads nothing
+    await touch(database_url, "E2", T3 + timedelta(hours=1), last_nm="Baker")
+    again = await run_route(runtime.engine, runtime.plugins, "eastview-staff")
+    idle = await run_route(runtime.engine, runtime.plugins, "eastview-staff")
+    assert (again.status, again.counts.read, again.counts.written) == ("succeeded", 1, 1)
+    assert (idle.status, idle.counts.read) == ("succeeded", 0)
+    assert ("E2", "Baker") in await stored_names(database_url)
+
+
+async def stored_names(database_url: str) -> list[tuple[str, str]]:
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            table = StreamTable("employees", Employee).table
+            rows = await conn.execute(
+                select(table.c.record_key, table.c.last_name).order_by(table.c.record_key)
+            )
+            return [tuple(row) for row in rows]
+    finally:
+        await engine.dispose()
