@@ -22,6 +22,7 @@ both files are replaced atomically (temporary file, then rename).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -501,6 +502,15 @@ class NachaPpd(sdk.Connector[NachaOptions]):
         """Stage the records, write the pay run's file again; the employees refused, with why."""
         path = self.file_path(member, pay_run_id)
         staging = path.parent / ".staging" / f"{path.stem}.json"
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        # Parts of a parallel read write from several processes: one pay run at a time.
+        with open(staging.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return self._stage_and_generate(path, staging, pay_run_id, records)
+
+    def _stage_and_generate(
+        self, path: Path, staging: Path, pay_run_id: str, records: list[sdk.Record]
+    ) -> dict[str, sdk.Reject]:
         lines: dict[str, dict[str, Any]] = (
             json.loads(staging.read_text()) if staging.exists() else {}
         )
