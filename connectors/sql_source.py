@@ -434,12 +434,13 @@ def _json_value(value: Any) -> Any:
 
 
 def _encode_position(position: tuple[Any, ...]) -> dict[str, Any]:
-    """The position as JSON; a text timestamp (SQLite) stays text, to compare text to text."""
+    """The position as JSON; a text timestamp (SQLite) stays text, to compare text to text, and
+    keys keep their kind (a date key is bound as a date again, not as text)."""
     stamp, *keys = position
     return {
         "updated": _json_value(stamp),
         "text": isinstance(stamp, str),
-        "keys": [_json_value(k) for k in keys],
+        "keys": [_tag(k) for k in keys],
     }
 
 
@@ -447,7 +448,25 @@ def _decode_position(raw: Any) -> tuple[Any, ...] | None:
     if not raw:
         return None
     stamp = raw["updated"] if raw["text"] else datetime.fromisoformat(raw["updated"])
-    return (stamp, *raw["keys"])
+    return (stamp, *(_untag(k) for k in raw["keys"]))
+
+
+def _tag(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {"datetime": value.isoformat()}
+    if isinstance(value, date):
+        return {"date": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"decimal": str(value)}
+    return value
+
+
+def _untag(value: Any) -> Any:
+    if isinstance(value, dict):
+        [(kind, text)] = value.items()
+        parse = {"datetime": datetime.fromisoformat, "date": date.fromisoformat}
+        return parse.get(kind, Decimal)(text)
+    return value
 
 
 def _minus(stamp: Any, delta: timedelta) -> Any:

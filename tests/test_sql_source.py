@@ -472,3 +472,25 @@ async def stored_names(database_url: str) -> list[tuple[str, str]]:
             return [tuple(row) for row in rows]
     finally:
         await engine.dispose()
+
+
+async def test_a_composite_key_with_a_date_pages_through_ties_on_every_database(erp_url):
+    # given four rows at one instant, keyed by (hire date, employee)
+    await insert(
+        erp_url,
+        *(_row(f"E{n}", T1, hired=date(2019, 8, 20 + n % 2)) for n in range(1, 5)),
+    )
+
+    # when a run stops after its first batch of two and the next resumes from its state
+    connector = source(erp_url, batch_size=2, key_columns=["hired", "emp_no"])
+    reader = connector.read("staff", None)
+    first = await anext(reader)
+    await reader.aclose()
+    await connector.close()
+    rest = await read_all(
+        source(erp_url, batch_size=2, key_columns=["hired", "emp_no"]), first.state
+    )
+
+    # then the rows come in (hire date, employee) order, each once
+    assert ids([first]) == ["E2", "E4"]
+    assert ids(rest) == ["E1", "E3"]
