@@ -494,3 +494,52 @@ async def test_a_composite_key_with_a_date_pages_through_ties_on_every_database(
     # then the rows come in (hire date, employee) order, each once
     assert ids([first]) == ["E2", "E4"]
     assert ids(rest) == ["E1", "E3"]
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="COHUB_TEST_DATABASE_URL is not set")
+async def test_postgresql_view_in_a_schema_with_a_timestamptz_column_is_read_as_is(tmp_path):
+    async with temporary_database("postgresql", tmp_path) as url:
+        # given a reporting view in its own schema whose last change is a timestamptz
+        await _create_staff(url)
+        await insert(url, _row("E1", T1), _row("E2", T2), _row("E3", T2))
+        admin = create_engine(url)
+        async with admin.begin() as conn:
+            await conn.execute(text("CREATE SCHEMA reporting"))
+            await conn.execute(
+                text(
+                    "CREATE VIEW reporting.staff_v AS SELECT emp_no, first_nm, last_nm, hired, ssn,"
+                    " last_change AT TIME ZONE 'America/New_York' AS changed_at FROM hr_staff_v"
+                )
+            )
+        await admin.dispose()
+        options = {"table": "staff_v", "schema_name": "reporting", "updated_column": "changed_at"}
+
+        # when it is read in batches of two (the zone option does not apply to aware stamps)
+        first = await read_all(source(url, batch_size=2, timezone="UTC", **options))
+        again = await read_all(source(url, batch_size=2, **options), first[0].state)
+
+        # then the instants are the view's own, and resuming after E1, E2 leaves E3
+        assert ids(first) == ["E1", "E2", "E3"]
+        assert first[0].records[0].updated_at == datetime(2026, 10, 15, 18, 30, tzinfo=UTC)
+        assert ids(again) == ["E3"]
+
+
+async def test_with_a_lookback_a_resumed_read_skips_the_tied_rows_already_delivered(erp_url):
+    # given five rows at one instant, read with a one-hour lookback in batches of two
+    await insert(erp_url, *(_row(f"E{n}", T1) for n in range(1, 6)))
+    hour = timedelta(hours=1)
+    connector = source(erp_url, batch_size=2, lookback=hour)
+    reader = connector.read("staff", None)
+    first = await anext(reader)
+    await reader.aclose()
+    await connector.close()
+
+    # when the next run resumes from the first batch's state, then another runs after it
+    rest = await read_all(source(erp_url, batch_size=2, lookback=hour), first.state)
+    idle = await read_all(source(erp_url, batch_size=2, lookback=hour), rest[-1].state)
+
+    # then the window is read again but only the three not yet delivered come, once
+    assert ids([first]) == ["E1", "E2"]
+    assert ids(rest) == ["E3", "E4", "E5"]
+    assert ids(idle) == []
+    assert sorted(rest[-1].state["recent"]) == ["E1", "E2", "E3", "E4", "E5"]
