@@ -12,6 +12,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -45,6 +46,11 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 UNSENT_STATUSES = frozenset({408, 429, 503})
 
 Params = Mapping[str, str | int | float]
+
+
+#: Vendor JSON decoded with numbers that have a fraction as `Decimal`, exactly as written: an
+#: amount never passes through a binary float on its way to a `Money` field.
+JSON = msgspec.json.Decoder(float_hook=Decimal)
 
 
 class HttpStatusError(ConnectorError):
@@ -246,7 +252,7 @@ class HttpClient:
                 )
             if 200 <= reply.status < 300 and raw:
                 try:
-                    return reply._replace(data=msgspec.json.decode(raw))
+                    return reply._replace(data=JSON.decode(raw))
                 except msgspec.DecodeError:
                     raise Retryable(
                         f"HTTP {reply.status} with a body that is not valid JSON "
