@@ -187,13 +187,10 @@ def _local_account(raw: Mapping[str, Any], options: EdFiOptions) -> tuple[Any, A
 
 
 def _money(value: Any) -> Any:
-    """A JSON amount as Decimal from its shortest text (the toolkit decodes JSON numbers as
-    float; ``repr`` of a float is the literal the API sent for any amount with 15 digits or
-    fewer). Anything else is left for validation to report."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, float | int):
-        return Decimal(repr(value))
+    """A JSON amount as Decimal (the toolkit already decodes numbers with a fraction as Decimal;
+    a whole number arrives as int). Anything else is left for validation to report."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
     return value
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Annotated, Any
 
 import aiohttp
@@ -107,7 +106,7 @@ def map_position(raw: dict[str, Any]) -> dict[str, Any]:
         "position_id": _get(raw, "Position.Code"),
         "job_class": _get(raw, "Position.JobClass") or _get(raw, "Position.Code"),
         "title": _get(raw, "Position.Description"),
-        "fte": Decimal(repr(fte)) if isinstance(fte, float) else fte,
+        "fte": fte,
         "location": _get(raw, "Building.Code"),
         "salary_step": raw.get("Step"),
         "start_date": raw.get("StartDate"),
