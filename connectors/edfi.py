@@ -29,25 +29,21 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
-import aiohttp
 import msgspec
 
 from hub import sdk
 from hub.sdk.http import (
+    ApiOptions,
     HttpClient,
     HttpStatusError,
     OAuth2ClientCredentials,
-    RateLimit,
     Retryable,
-    RetryPolicy,
-    TlsOptions,
-    trusting,
 )
 
 log = logging.getLogger("connectors.edfi")
 
 
-class EdFiOptions(TlsOptions, kw_only=True):
+class EdFiOptions(ApiOptions, kw_only=True):
     """Where the Ed-Fi ODS/API is and how to read it. `base_url` is the API root (the URL whose
     ``GET`` answers the version and data models, e.g. ``https://edfi.example.org/api``)."""
 
@@ -60,12 +56,6 @@ class EdFiOptions(TlsOptions, kw_only=True):
     account_layout: Annotated[
         str, msgspec.Meta(description="layout of localAccount identifiers (sdk.ACCOUNT_LAYOUTS)")
     ] = "nces"
-    timeout_seconds: float = 60.0
-    retry_attempts: int = 5
-    retry_base_seconds: float = 0.5
-    retry_cap_seconds: float = 30.0
-    max_retry_after_seconds: float = 120.0
-    requests_per_second: float | None = None
 
 
 @dataclass(frozen=True)
@@ -332,33 +322,18 @@ def map_rows(
     """Ed-Fi resources as canonical records, and the ones that cannot be, with the reason.
     `first` is the offset of `rows[0]` in the change window, for the reject's position."""
     resource = RESOURCES[stream]
-    mapped: list[dict[str, Any]] = []
-    kept: list[int] = []
-    rejects: list[sdk.Reject] = []
-    for index, raw in enumerate(rows):
-        where = f"{resource.path} #{first + index} id {raw.get('id') if isinstance(raw, dict) else None}"
-        if not isinstance(raw, dict):
-            rejects.append(
-                sdk.Reject(
-                    position=where,
-                    reason=f"an Ed-Fi resource is an object, not {type(raw).__name__}",
-                    raw={"value": msgspec.to_builtins(raw)},
-                )
-            )
-            continue
-        mapped.append(resource.map(raw, options))
-        kept.append(index)
-    records, failures = sdk.convert_rows(sdk.record_type(resource.record), mapped)
-    for index, reason in failures:
-        raw = rows[kept[index]]
-        rejects.append(
-            sdk.Reject(
-                position=f"{resource.path} #{first + kept[index]} id {raw.get('id')}",
-                reason=reason,
-                raw=msgspec.to_builtins(raw),
-            )
-        )
-    return records, rejects
+
+    def position(index: int, raw: Any) -> str:
+        identifier = raw.get("id") if isinstance(raw, dict) else None
+        return f"{resource.path} #{first + index} id {identifier}"
+
+    return sdk.map_objects(
+        sdk.record_type(resource.record),
+        rows,
+        lambda raw: resource.map(raw, options),
+        position,
+        "an Ed-Fi resource is an object",
+    )
 
 
 # --- the connector ---------------------------------------------------------------------------
@@ -384,10 +359,6 @@ class EdFi(sdk.Connector[EdFiOptions]):
 
     # auth and the client
 
-    def _tls(self) -> Any:
-        bundle = self.config.ca_bundle
-        return trusting(self.context.resolve_path(bundle) if bundle else None)
-
     def _base(self) -> str:
         return self.config.base_url.rstrip("/") + "/"
 
@@ -405,24 +376,8 @@ class EdFi(sdk.Connector[EdFiOptions]):
             self._client = self._make_client(self._auth)
         return self._client
 
-    def _make_client(self, auth: Any = None) -> HttpClient:
-        timeout = aiohttp.ClientTimeout(
-            total=self.config.timeout_seconds, connect=self.config.timeout_seconds
-        )
-        extra: dict[str, Any] = {} if auth is None else {"auth": auth}
-        return HttpClient(
-            self._base(),
-            rate_limit=RateLimit(per_second=self.config.requests_per_second),
-            retry=RetryPolicy(
-                attempts=self.config.retry_attempts,
-                base=self.config.retry_base_seconds,
-                cap=self.config.retry_cap_seconds,
-                max_retry_after=self.config.max_retry_after_seconds,
-            ),
-            timeout=timeout,
-            tls=self._tls(),
-            **extra,
-        )
+    def _make_client(self, auth: OAuth2ClientCredentials | None = None) -> HttpClient:
+        return self.config.client(self._base(), self.context, auth=auth)
 
     def _resource_path(self, stream: str) -> str:
         return f"{self.config.data_path.strip('/')}/{RESOURCES[stream].path}"

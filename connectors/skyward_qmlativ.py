@@ -24,23 +24,19 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import aiohttp
 import msgspec
 
 from hub import sdk
 from hub.sdk.http import (
+    ApiOptions,
     HttpClient,
     HttpStatusError,
     OAuth2ClientCredentials,
-    RateLimit,
     Retryable,
-    RetryPolicy,
-    TlsOptions,
-    trusting,
 )
 
 
-class QmlativOptions(TlsOptions, kw_only=True):
+class QmlativOptions(ApiOptions, kw_only=True):
     """Where the district's Qmlativ API is. `base_url` is the API root whose ``/swagger`` page
     documents it (e.g. ``https://skyward.example.org/Qmlativ/api``)."""
 
@@ -51,12 +47,6 @@ class QmlativOptions(TlsOptions, kw_only=True):
     employee_object: str = "Employee/Employee"
     position_object: str = "Employee/EmployeePosition"
     page_size: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 500
-    timeout_seconds: float = 60.0
-    retry_attempts: int = 5
-    retry_base_seconds: float = 0.5
-    retry_cap_seconds: float = 30.0
-    max_retry_after_seconds: float = 120.0
-    requests_per_second: float | None = None
 
 
 def _get(raw: Mapping[str, Any], path: str) -> Any:
@@ -170,30 +160,19 @@ ENTITIES: dict[str, Entity] = {
 def map_rows(stream: str, rows: list[Any], where: str) -> tuple[list[sdk.Record], list[sdk.Reject]]:
     """Qmlativ objects as canonical records, and the ones that cannot be, with the reason."""
     entity = ENTITIES[stream]
-    mapped, kept, rejects = [], [], []
-    for index, raw in enumerate(rows):
+
+    def position(index: int, raw: Any) -> str:
         if not isinstance(raw, dict):
-            rejects.append(
-                sdk.Reject(
-                    position=f"{where}:{index}",
-                    reason=f"a Qmlativ object is a JSON object, not {type(raw).__name__}",
-                    raw={"value": msgspec.to_builtins(raw)},
-                )
-            )
-            continue
-        mapped.append(entity.map(raw))
-        kept.append(index)
-    records, failures = sdk.convert_rows(sdk.record_type(entity.record), mapped)
-    for index, reason in failures:
-        raw = rows[kept[index]]
-        rejects.append(
-            sdk.Reject(
-                position=f"{where}:{kept[index]} {entity.id_field} {raw.get(entity.id_field)}",
-                reason=reason,
-                raw=msgspec.to_builtins(raw),
-            )
-        )
-    return records, rejects
+            return f"{where}:{index}"
+        return f"{where}:{index} {entity.id_field} {raw.get(entity.id_field)}"
+
+    return sdk.map_objects(
+        sdk.record_type(entity.record),
+        rows,
+        entity.map,
+        position,
+        "a Qmlativ object is a JSON object",
+    )
 
 
 class SkywardQmlativ(sdk.Connector[QmlativOptions]):
@@ -220,27 +199,12 @@ class SkywardQmlativ(sdk.Connector[QmlativOptions]):
         if self._client is None:
             if "client_secret" not in self.secret_values:
                 raise sdk.ConnectorConfigError("the connection gives no client_secret secret")
-            bundle = self.config.ca_bundle
             self._auth = OAuth2ClientCredentials(
                 token_url=self._base() + self.config.token_path.lstrip("/"),
                 client_id=self.config.client_id,
                 client_secret=self.secret_values["client_secret"],
             )
-            self._client = HttpClient(
-                self._base(),
-                auth=self._auth,
-                rate_limit=RateLimit(per_second=self.config.requests_per_second),
-                retry=RetryPolicy(
-                    attempts=self.config.retry_attempts,
-                    base=self.config.retry_base_seconds,
-                    cap=self.config.retry_cap_seconds,
-                    max_retry_after=self.config.max_retry_after_seconds,
-                ),
-                timeout=aiohttp.ClientTimeout(
-                    total=self.config.timeout_seconds, connect=self.config.timeout_seconds
-                ),
-                tls=trusting(self.context.resolve_path(bundle) if bundle else None),
-            )
+            self._client = self.config.client(self._base(), self.context, auth=self._auth)
         return self._client
 
     def _entity(self, stream: str) -> Entity:

@@ -29,6 +29,7 @@ from hub.sdk.connector import (
     StreamSpec,
     WriteResult,
     convert_rows,
+    map_objects,
 )
 from hub.sdk.cursor import IncrementalCursor
 from hub.sdk.errors import (
@@ -75,6 +76,7 @@ __all__ = [
     "field_types",
     "hookimpl",
     "http",
+    "map_objects",
     "nested_struct",
     "record_type",
     "xml",

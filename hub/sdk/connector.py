@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -182,3 +182,37 @@ def convert_rows(
         except msgspec.ValidationError as error:
             failures.append((index, str(error)))
     return records, failures
+
+
+def map_objects(
+    record: type[Record],
+    rows: Sequence[Any],
+    map_row: Callable[[dict[str, Any]], dict[str, Any]],
+    position: Callable[[int, Any], str],
+    expected: str,
+) -> tuple[list[Record], list[Reject]]:
+    """Records from the JSON objects of a vendor API's page: each object mapped by `map_row`
+    and validated as `record`. A row that is not an object (reason: `expected`, not its type)
+    or does not validate becomes a reject at `position(index, row)`, with its reason."""
+    mapped: list[dict[str, Any]] = []
+    kept: list[int] = []
+    rejects: list[Reject] = []
+    for index, raw in enumerate(rows):
+        if not isinstance(raw, dict):
+            rejects.append(
+                Reject(
+                    position=position(index, raw),
+                    reason=f"{expected}, not {type(raw).__name__}",
+                    raw={"value": msgspec.to_builtins(raw)},
+                )
+            )
+            continue
+        mapped.append(map_row(raw))
+        kept.append(index)
+    records, failures = convert_rows(record, mapped)
+    for index, reason in failures:
+        raw = rows[kept[index]]
+        rejects.append(
+            Reject(position=position(kept[index], raw), reason=reason, raw=msgspec.to_builtins(raw))
+        )
+    return records, rejects

@@ -25,6 +25,7 @@ from hub.sdk.http.auth import (
 from hub.sdk.http.breaker import BreakerPolicy, CircuitBreaker, SystemDown, shared_breaker
 from hub.sdk.http.client import ClientCounts, HttpClient, HttpStatusError, JsonResponse
 from hub.sdk.http.clock import Clock, ManualClock
+from hub.sdk.http.options import ApiOptions
 from hub.sdk.http.paging import Page, cursor_pages, link_pages, offset_pages, page_number_pages
 from hub.sdk.http.ratelimit import Limiter, RateLimit, shared_limiter
 from hub.sdk.http.retry import (
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "RETRY_STATUSES",
     "ApiKeyHeader",
+    "ApiOptions",
     "Auth",
     "BasicAuth",
     "BearerToken",
