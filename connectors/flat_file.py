@@ -382,7 +382,7 @@ class Mapping:
         except KeyError as error:
             raise sdk.ConnectorConfigError(f"stream {stream!r}: {error.args[0]}") from None
         self.profile = profile
-        self.layout = _account_layout(layout)
+        self.layout = sdk.account_layout(layout)
         try:
             ZoneInfo(profile.timezone)
         except (ZoneInfoNotFoundError, ValueError):
@@ -541,22 +541,6 @@ def _memoized(convert: Converter, limit: int = 4096) -> Converter:
         return value
 
     return cached
-
-
-def _account_layout(layout: str) -> sdk.AccountLayout:
-    """A named layout, or a regular expression naming at least fund, function and object."""
-    if layout in sdk.ACCOUNT_LAYOUTS:
-        return sdk.ACCOUNT_LAYOUTS[layout]
-    try:
-        groups = set(re.compile(layout).groupindex)
-    except re.error:
-        groups = set()
-    if not {"fund", "function", "object"} <= groups:
-        raise sdk.ConnectorConfigError(
-            f"unknown account layout {layout!r}: use {', '.join(sdk.ACCOUNT_LAYOUTS)} or a regular "
-            "expression with named groups fund, function and object"
-        )
-    return sdk.AccountLayout("custom", layout)
 
 
 def _decimal(text: str) -> Decimal:

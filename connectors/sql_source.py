@@ -303,7 +303,7 @@ class StreamPlan:
             )
         if not profile.key_columns:
             raise sdk.ConnectorConfigError(f"stream {stream!r}: key_columns is empty")
-        self.layout = _account_layout(layout) if profile.account_column else None
+        self.layout = sdk.account_layout(layout) if profile.account_column else None
         hints = typing.get_type_hints(self.record, include_extras=True)
         self.converters = {f: _converter(hints[f], self.aware) for f in profile.columns}
         names = [
@@ -485,22 +485,6 @@ def _later(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 
 def _qualified(profile: SqlStream) -> str:
     return f"{profile.schema_name}.{profile.table}" if profile.schema_name else profile.table
-
-
-def _account_layout(layout: str) -> sdk.AccountLayout:
-    """A named layout, or a regular expression naming at least fund, function and object."""
-    if layout in sdk.ACCOUNT_LAYOUTS:
-        return sdk.ACCOUNT_LAYOUTS[layout]
-    try:
-        groups = set(re.compile(layout).groupindex)
-    except re.error:
-        groups = set()
-    if not {"fund", "function", "object"} <= groups:
-        raise sdk.ConnectorConfigError(
-            f"unknown account layout {layout!r}: use {', '.join(sdk.ACCOUNT_LAYOUTS)} or a "
-            "regular expression with named groups fund, function and object"
-        )
-    return sdk.AccountLayout("custom", layout)
 
 
 def _root(error: BaseException) -> BaseException:

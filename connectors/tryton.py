@@ -525,7 +525,7 @@ class TrytonConnector(sdk.Connector[TrytonOptions]):
 
     def account(self, code: str) -> dict[str, Any]:
         if self._layout is None:
-            self._layout = _account_layout(self.config.account_layout)
+            self._layout = sdk.account_layout(self.config.account_layout)
         return msgspec.structs.asdict(self._layout.parse(code))
 
     def _stream(self, stream: str) -> Stream:
@@ -745,25 +745,6 @@ def _new_party(vendor: Any) -> dict[str, Any]:
 def _raw(row: dict[str, Any]) -> dict[str, Any]:
     """A row as plain JSON for a dead letter (Decimal and dates as text)."""
     return msgspec.to_builtins(row)
-
-
-def _account_layout(layout: str) -> sdk.AccountLayout:
-    if layout in sdk.ACCOUNT_LAYOUTS:
-        return sdk.ACCOUNT_LAYOUTS[layout]
-    import re
-
-    try:
-        groups = set(re.compile(layout).groupindex)
-    except re.error as error:
-        raise sdk.ConnectorConfigError(
-            f"account_layout is not a regular expression: {error}"
-        ) from None
-    if not {"fund", "function", "object"} <= groups:
-        raise sdk.ConnectorConfigError(
-            f"account_layout must be {', '.join(sdk.ACCOUNT_LAYOUTS)} or a regular expression "
-            "with named groups fund, function and object"
-        )
-    return sdk.AccountLayout("custom", layout)
 
 
 @sdk.hookimpl

@@ -28,6 +28,7 @@ from hub.sdk.connector import (
     State,
     StreamSpec,
     WriteResult,
+    account_layout,
     convert_rows,
     map_objects,
 )
@@ -71,6 +72,7 @@ __all__ = [
     "TransientError",
     "UsageQuantity",
     "WriteResult",
+    "account_layout",
     "convert_rows",
     "count_retry",
     "field_types",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -9,7 +10,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 import msgspec
 
-from hub.model import Record
+from hub.model import ACCOUNT_LAYOUTS, AccountLayout, Record
+from hub.sdk.errors import ConnectorConfigError
 
 State = dict[str, Any]
 
@@ -216,3 +218,20 @@ def map_objects(
             Reject(position=position(kept[index], raw), reason=reason, raw=msgspec.to_builtins(raw))
         )
     return records, rejects
+
+
+def account_layout(layout: str) -> AccountLayout:
+    """A named account layout (`ACCOUNT_LAYOUTS`), or a regular expression naming at least the
+    fund, function and object groups; anything else is a configuration error."""
+    if layout in ACCOUNT_LAYOUTS:
+        return ACCOUNT_LAYOUTS[layout]
+    try:
+        groups = set(re.compile(layout).groupindex)
+    except re.error:
+        groups = set()
+    if not {"fund", "function", "object"} <= groups:
+        raise ConnectorConfigError(
+            f"unknown account layout {layout!r}: use {', '.join(ACCOUNT_LAYOUTS)} or a regular "
+            "expression with named groups fund, function and object"
+        )
+    return AccountLayout("custom", layout)
