@@ -15,9 +15,10 @@ import hashlib
 import heapq
 import signal
 from collections import Counter, defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 import structlog
@@ -43,6 +44,13 @@ from hub.store.database import is_sqlite
 from hub.store.tables import cooperative, runs, workers
 
 log = structlog.get_logger("hub.worker")
+
+
+def is_live(row: Mapping[str, Any], now: datetime) -> bool:
+    """Whether a `workers` row is a live worker: not stopped, and its last heartbeat (by the
+    database's clock, `now`) within its lease. A crashed or cut-off worker is not."""
+    age = (now - row["heartbeat_at"]).total_seconds()
+    return row["status"] != "stopped" and age < row["lease_seconds"]
 
 
 class WorkerRefused(Exception):
@@ -433,17 +441,13 @@ class Worker:
         async with self.engine.connect() as conn:
             moment = await database_now(conn)
             others = (
-                await conn.execute(
-                    select(workers.c.id, workers.c.heartbeat_at, workers.c.lease_seconds).where(
-                        workers.c.status != "stopped", workers.c.id != WORKER
-                    )
-                )
-            ).all()
-        for other, beat, lease in others:
-            if (moment - beat).total_seconds() < lease:
+                (await conn.execute(select(workers).where(workers.c.id != WORKER))).mappings().all()
+            )
+        for other in others:
+            if is_live(other, moment):
                 raise WorkerRefused(
-                    f"worker {other} already runs on this SQLite database; several workers "
-                    "need PostgreSQL (see docs/operations.md)"
+                    f"worker {other['id']} already runs on this SQLite database; several "
+                    "workers need PostgreSQL (see docs/operations.md)"
                 )
 
     @property

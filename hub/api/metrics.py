@@ -23,6 +23,7 @@ from hub.billing.periods import month_of
 from hub.engine.claims import database_now
 from hub.metering import load_calendar
 from hub.store.tables import dead_letters, routes, runs, usage_daily, workers
+from hub.worker import is_live
 
 #: This process's requests, by route template and status (the request log's figures).
 REQUESTS = Counter("cohub_http_requests", "HTTP requests this server answered", ["route", "status"])
@@ -83,10 +84,7 @@ async def hub_families(request: web.Request) -> list[Metric]:
             ).all()
         )
         live = [
-            row
-            for row in (await conn.execute(select(workers))).mappings()
-            if row["status"] != "stopped"
-            and (now - row["heartbeat_at"]).total_seconds() < row["lease_seconds"]
+            row for row in (await conn.execute(select(workers))).mappings() if is_live(row, now)
         ]
         usage = (
             await conn.execute(

@@ -14,7 +14,14 @@ from hub.api.auth import METER, Principal
 from hub.api.endpoints import Call, api
 from hub.api.errors import ApiError
 from hub.audit import record
-from hub.metering import Buckets, EventProblems, append_usage, checked_events, usage_totals
+from hub.metering import (
+    Buckets,
+    EventProblems,
+    UsageTotal,
+    append_usage,
+    checked_events,
+    usage_totals,
+)
 from hub.store.database import writing
 from hub.store.tables import members, services
 
@@ -35,18 +42,8 @@ class UsageQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     by: Buckets = "total"
 
 
-class UsageRow(msgspec.Struct, kw_only=True):
-    member: str
-    service: str
-    meter: str
-    bucket: str
-    quantity: Decimal
-    unit: str
-    aggregation: str
-
-
 class UsageOut(msgspec.Struct, kw_only=True):
-    items: list[UsageRow]
+    items: list[UsageTotal]
 
 
 def scoped_member(principal: Principal, asked: str | None) -> str | None:
@@ -76,7 +73,7 @@ async def read_usage(call: Call) -> UsageOut:
             periods=[q.period] if q.period else None,
             by=q.by,
         )
-    return UsageOut(items=[msgspec.convert(msgspec.structs.asdict(t), UsageRow) for t in totals])
+    return UsageOut(items=totals)
 
 
 class UsageEventIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -15,7 +15,7 @@ from hub.engine.checkpoint import WORKER
 from hub.engine.claims import database_now
 from hub.runtime import Runtime
 from hub.store.tables import runs, workers
-from hub.worker import Worker, WorkerRefused
+from hub.worker import Worker, WorkerRefused, is_live
 
 
 async def cmd_run(args: argparse.Namespace, runtime: Runtime) -> int:
@@ -80,7 +80,7 @@ async def cmd_workers(args: argparse.Namespace, runtime: Runtime) -> int:
     listed = []
     for row in rows:
         age = (now - row["heartbeat_at"]).total_seconds()
-        live = row["status"] != "stopped" and age < row["lease_seconds"]
+        live = is_live(row, now)
         if not live and not args.all:
             continue
         listed.append(
