@@ -234,11 +234,6 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def _number(value: Any) -> Any:
-    """Tryton's float fields (quantities) as Decimal, through their shortest text."""
-    return Decimal(repr(value)) if isinstance(value, float) else value
-
-
 def _code(row: dict[str, Any], relation: str) -> Any:
     related = row.get(relation + ".")
     return related.get("code") if isinstance(related, dict) else None
@@ -327,21 +322,27 @@ def map_invoice(self: TrytonConnector, row: dict[str, Any]) -> list[dict[str, An
             "vendor_id": _code(row, "party"),
             "invoice_date": row.get("invoice_date"),
             "status": INVOICE_STATUS.get(row.get("state"), row.get("state")),
-            "lines": [
-                {
-                    "line_number": number,
-                    "description": _text(line.get("description")),
-                    "supplier_part_id": _code(line, "product"),
-                    "quantity": _number(line.get("quantity")),
-                    "unit_price": line.get("unit_price"),
-                    "amount": line.get("amount"),
-                }
-                for number, line in enumerate(row.get("lines") or [], start=1)
-            ],
+            "lines": _lines(row),
             "total_amount": row.get("total_amount"),
             "tax_amount": row.get("tax_amount"),
             "updated_at": _updated_at(row),
         }
+    ]
+
+
+def _lines(row: dict[str, Any], blank: str | None = None) -> list[dict[str, Any]]:
+    """An invoice's or purchase's lines as the canonical record's; `blank` stands for a line
+    without a description (a purchase order line needs one)."""
+    return [
+        {
+            "line_number": number,
+            "description": _text(line.get("description")) or blank,
+            "supplier_part_id": _code(line, "product"),
+            "quantity": line.get("quantity"),  # the toolkit decodes fractions as Decimal
+            "unit_price": line.get("unit_price"),
+            "amount": line.get("amount"),
+        }
+        for number, line in enumerate(row.get("lines") or [], start=1)
     ]
 
 
@@ -365,17 +366,7 @@ def map_purchase(self: TrytonConnector, row: dict[str, Any]) -> list[dict[str, A
             "vendor_id": _code(row, "party"),
             "order_date": ordered.date() if isinstance(ordered, datetime) else ordered,
             "status": PURCHASE_STATUS.get(row.get("state"), row.get("state")),
-            "lines": [
-                {
-                    "line_number": number,
-                    "description": _text(line.get("description")) or "",
-                    "supplier_part_id": _code(line, "product"),
-                    "quantity": _number(line.get("quantity")),
-                    "unit_price": line.get("unit_price"),
-                    "amount": line.get("amount"),
-                }
-                for number, line in enumerate(row.get("lines") or [], start=1)
-            ],
+            "lines": _lines(row, blank=""),
             "total_amount": row.get("total_amount"),
             "updated_at": _updated_at(row),
         }
@@ -476,9 +467,8 @@ class TrytonConnector(sdk.Connector[TrytonOptions]):
     # connection
 
     def _tls(self) -> Any:
-        if self.config.ca_bundle is None:
-            return True
-        return trusting(self.context.resolve_path(self.config.ca_bundle))
+        bundle = self.config.ca_bundle
+        return trusting(self.context.resolve_path(bundle) if bundle else None)
 
     def _new_client(self, retry: RetryPolicy | None = None, auth: Auth | None = None) -> Any:
         extra = {} if retry is None else {"retry": retry}
