@@ -10,8 +10,7 @@ import msgspec
 from sqlalchemy import func, select
 
 from hub.api.auth import Role
-from hub.api.endpoints import Call, Page, Paging, api, listed
-from hub.api.errors import not_found
+from hub.api.endpoints import Call, Page, Paging, api, listed, visible_row
 from hub.api.scope import visible
 from hub.engine.connections import plain
 from hub.store.tables import connections, dead_letters, members, routes, runs, services
@@ -56,12 +55,7 @@ async def _listed(call: Call, table: Any, key: str, kind: type) -> Page[Any]:
 
 
 async def _one(call: Call, table: Any, key: str, value: str, kind: type, noun: str) -> Any:
-    query = visible(select(table), table, call.principal).where(table.c[key] == value)
-    async with call.runtime.engine.connect() as conn:
-        row = (await conn.execute(query)).mappings().first()
-    if row is None:
-        raise not_found(noun, value)
-    return msgspec.convert(plain(row), kind)
+    return msgspec.convert(plain(await visible_row(call, table, key, value, noun)), kind)
 
 
 @api.endpoint(

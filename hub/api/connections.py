@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from hub.api.auth import ADMIN, OPERATE
 from hub.api.catalog import StreamInfo
-from hub.api.endpoints import CONFIG_DIR, Call, Page, Paging, api, listed
-from hub.api.errors import ApiError, not_found
+from hub.api.endpoints import CONFIG_DIR, Call, Page, Paging, api, listed, visible_row
+from hub.api.errors import ApiError
 from hub.api.scope import visible
 from hub.audit import record
 from hub.config import CODE, SECRET_REFERENCE, Connection, connection_problems
@@ -120,14 +120,7 @@ async def list_connections(call: Call) -> Page[ConnectionOut]:
 
 
 async def _stored(call: Call, name: str) -> Any:
-    query = visible(select(connections), connections, call.principal).where(
-        connections.c.name == name
-    )
-    async with call.runtime.engine.connect() as conn:
-        row = (await conn.execute(query)).mappings().first()
-    if row is None:
-        raise not_found("connection", name)
-    return row
+    return await visible_row(call, connections, "name", name, "connection")
 
 
 @api.endpoint(

@@ -9,7 +9,7 @@ import msgspec
 from sqlalchemy import select
 
 from hub.api.auth import OPERATE
-from hub.api.endpoints import Call, Id, Page, Paging, api, listed
+from hub.api.endpoints import Call, Id, Page, Paging, api, listed, visible_row
 from hub.api.errors import ApiError, not_found
 from hub.api.runs import RunOut, load_run
 from hub.api.runs import answer as run_answer
@@ -103,13 +103,7 @@ async def list_dead_letters(call: Call) -> Page[DeadLetterOut]:
     errors=(404,),
 )
 async def get_dead_letter(call: Call) -> DeadLetterDetail:
-    query = visible(select(dead_letters), dead_letters, call.principal).where(
-        dead_letters.c.id == call.path["id"]
-    )
-    async with call.runtime.engine.connect() as conn:
-        row = (await conn.execute(query)).mappings().first()
-    if row is None:
-        raise not_found("dead letter", call.path["id"])
+    row = await visible_row(call, dead_letters, "id", call.path["id"], "dead letter")
     runtime = call.runtime
     try:
         raw = await open_raw(row, runtime.keyring)

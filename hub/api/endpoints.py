@@ -15,11 +15,12 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from aiohttp import web
-from sqlalchemy import Select
+from sqlalchemy import Select, Table, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from hub.api.auth import EVERYONE, Principal
-from hub.api.errors import ApiError, from_validation
+from hub.api.errors import ApiError, from_validation, not_found
+from hub.api.scope import visible
 from hub.runtime import Runtime
 
 T = TypeVar("T")
@@ -73,6 +74,17 @@ async def listed(
     rows = rows[:limit]
     cursor = encode_cursor(rows[-1][column.key]) if more and rows else None
     return Page(items=[answer(row) for row in rows], next_cursor=cursor)
+
+
+async def visible_row(call: Call, table: Table, column: str, value: Any, noun: str) -> Any:
+    """The row of `table` whose `column` is `value`, if the caller may see it; a 404 naming
+    `noun` otherwise (another member's row answers as if it did not exist)."""
+    query = visible(select(table), table, call.principal).where(table.c[column] == value)
+    async with call.runtime.engine.connect() as conn:
+        row = (await conn.execute(query)).mappings().first()
+    if row is None:
+        raise not_found(noun, value)
+    return row
 
 
 def encode_cursor(value: Any) -> str:

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from hub.api.auth import ADMIN
 from hub.api.connections import Name
-from hub.api.endpoints import Call, Page, Paging, api, listed
-from hub.api.errors import ApiError, not_found
+from hub.api.endpoints import Call, Page, Paging, api, listed, visible_row
+from hub.api.errors import ApiError
 from hub.api.scope import visible
 from hub.audit import record
 from hub.config import Restart, Route, Schedule, route_problems
@@ -77,13 +77,12 @@ async def list_routes(call: Call) -> Page[RouteOut]:
 
 
 async def _stored(call: Call, name: str) -> RouteOut:
-    query = visible(select(routes), routes, call.principal).where(routes.c.name == name)
+    row = await visible_row(call, routes, "name", name, "route")
     async with call.runtime.engine.connect() as conn:
-        row = (await conn.execute(query)).mappings().first()
-        owners = await _members_of(conn)
-    if row is None:
-        raise not_found("route", name)
-    return answer(row, owners)
+        member = await conn.scalar(
+            select(connections.c.member).where(connections.c.name == row["source"])
+        )
+    return answer(row, {row["source"]: member})
 
 
 @api.endpoint(

@@ -17,8 +17,8 @@ from aiohttp import web
 from sqlalchemy import func, select, update
 
 from hub.api.auth import OPERATE
-from hub.api.endpoints import Call, Page, Paging, api, listed
-from hub.api.errors import ApiError, not_found
+from hub.api.endpoints import Call, Page, Paging, api, listed, visible_row
+from hub.api.errors import ApiError
 from hub.api.scope import visible
 from hub.audit import note, record
 from hub.engine.claims import RouteRefused, claim
@@ -89,19 +89,7 @@ async def list_runs(call: Call) -> Page[RunOut]:
 
 
 async def load_run(call: Call, run_id: int) -> Any:
-    async with call.runtime.engine.connect() as conn:
-        row = (
-            (
-                await conn.execute(
-                    visible(select(runs), runs, call.principal).where(runs.c.id == run_id)
-                )
-            )
-            .mappings()
-            .first()
-        )
-    if row is None:
-        raise not_found("run", run_id)
-    return row
+    return await visible_row(call, runs, "id", run_id, "run")
 
 
 @api.endpoint(
