@@ -58,6 +58,7 @@ from sync_throughput import (
     cohub_command,
     cohub_env,
     environment_facts,
+    save_results,
 )
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -555,13 +556,7 @@ def main() -> int:
             f"events, {duration:g} s per row (req/s ÷ {BASELINE} at the same concurrency)",
         )
     output = args.output or RESULTS_DIR / f"api_load-{stamp}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    console.print(f"results: {output}  (total {results['seconds']:.0f} s)")
-    if results["code_changed_during_run"]:
-        console.print(
-            "[yellow]hub/ or connectors/ changed during the run: the figures mix versions"
-        )
+    save_results(console, results, output)
     return status
 
 

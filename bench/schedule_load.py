@@ -55,6 +55,7 @@ from sync_throughput import (
     cohub_command,
     cohub_env,
     environment_facts,
+    save_results,
     toml_string,
 )
 
@@ -1005,13 +1006,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     stamp = datetime.now().strftime("%Y-%m-%dT%H%M%S")
     output = args.output or RESULTS_DIR / f"schedule_load-{stamp}-{args.routes}.json"
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(results, indent=2, default=str) + "\n")
-    console.print(f"results: {output}  (total {results['seconds']:.0f} s)")
-    if results["code_changed_during_run"]:
-        console.print(
-            "[yellow]hub/ or connectors/ changed during the run: the figures mix versions"
-        )
+    save_results(console, results, output)
     return status
 
 

@@ -809,6 +809,18 @@ def environment_facts(postgres_version: str | None) -> dict[str, Any]:
     }
 
 
+def save_results(console: Any, results: dict[str, Any], output: Path) -> None:
+    """Write `results` as JSON to `output` and say where, with the run's total time, and
+    whether Cohub's code changed while it ran (then the figures mix versions)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    console.print(f"results: {output}  (total {results['seconds']:.0f} s)")
+    if results["code_changed_during_run"]:
+        console.print(
+            "[yellow]hub/ or connectors/ changed during the run: the figures mix versions"
+        )
+
+
 def code_fingerprint() -> str:
     """A digest of Cohub's own code (hub/ and connectors/, installed editable), so a result
     says which code it measured, and a change in the middle of a benchmark is noticed."""
