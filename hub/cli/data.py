@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 from rich.table import Table
 
-from hub.cli.common import actor, data_text, ensure_schema, escape, out
+from hub.cli.common import cli_actor, data_text, ensure_schema, escape, out
 from hub.config import ConfigError, Retention, load_config
 from hub.inventory import Flow, flow_rows, inventory
 from hub.retention import PurgeReport, purge, report_rows
@@ -52,7 +52,7 @@ async def cmd_data(args: argparse.Namespace, runtime: Runtime) -> int:
         return 0
     retention = _retention(args, required=True)
     assert retention is not None
-    report = await purge(runtime.engine, retention, actor=actor(), dry_run=args.dry_run)
+    report = await purge(runtime.engine, retention, actor=cli_actor(), dry_run=args.dry_run)
     if args.json_output:
         sys.stdout.write(json.dumps(msgspec.to_builtins(report), indent=2) + "\n")
     elif args.csv_output:
