@@ -194,7 +194,6 @@ async def read_status(call: Call) -> Status:
             .mappings()
             .all()
         )
-        owners = dict((await conn.execute(select(connections.c.name, connections.c.member))).all())
         last = {
             row["route"]: row
             for row in (
@@ -223,6 +222,8 @@ async def read_status(call: Call) -> Status:
             .mappings()
             .all()
         )
+    # A route is visible only with its source connection, so the visible ones name every owner.
+    owners = {c["name"]: c["member"] for c in connection_rows}
     statuses = []
     used: dict[str, Any] = {}
     for row in route_rows:
