@@ -52,12 +52,18 @@ class Batch(msgspec.Struct, kw_only=True):
     #: Set by the engine on the batch a destination writes: the run that began the current
     #: read cycle. Destinations stamp rows with it so `delete_missing` can find the rest.
     generation: int | None = None
+    #: Keys (`Record.key`) of records the source reports deleted since the previous batch; the
+    #: engine passes them to the destination's `delete`.
+    deletes: list[str] = msgspec.field(default_factory=list)
 
 
 class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
     """What a destination did with a batch."""
 
     written: int
+    #: Records the destination refused (the vendor said no, a value it cannot take): they go
+    #: to dead letters with the reason, in the batch's checkpoint transaction.
+    rejects: list[Reject] = msgspec.field(default_factory=list)
 
 
 class ConnectionContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -154,6 +160,16 @@ class Connector(Generic[OptionsT]):
     async def write(self, stream: str, batch: Batch, member: str | None) -> WriteResult:
         """Upsert `batch` into `stream` by (member, record key): writing twice changes nothing."""
         raise NotImplementedError(f"connector {self.name!r} cannot be written to")
+
+    async def delete(self, stream: str, keys: list[str], member: str | None) -> int:
+        """Mark deleted the records of `member` in `stream` with these keys (the source reported
+        them deleted); return how many were there. Deleting twice changes nothing."""
+        raise NotImplementedError(f"connector {self.name!r} cannot delete records")
+
+    async def acknowledge(self, stream: str, state: State) -> None:
+        """Called once a checkpoint holding `state` is committed: everything read up to it is
+        delivered for good, so a source may let go of it (archive a file, ack a message). A
+        failure here is logged and retried at the next acknowledgement; it never fails a run."""
 
     async def delete_missing(self, stream: str, member: str | None, generation: int) -> int:
         """Mark deleted every record of `member` in `stream` not written in `generation` (after a
