@@ -194,6 +194,9 @@ dead_letters = Table(
     Column("position", Text, nullable=False),
     Column("reason", Text, nullable=False),
     Column("raw", JSON, nullable=False),
+    # Who refused the record: "source" (raw is the source row, replay maps it again) or
+    # "destination" (raw is the canonical record it refused, replay writes it again).
+    Column("side", String(20), nullable=False, default="source", server_default="source"),
     Column("status", String(20), nullable=False, default="open"),
     Column("created_at", UtcDateTime(), nullable=False),
     # How it left the open list: "replayed in run N", "discarded by NAME".
