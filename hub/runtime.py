@@ -122,7 +122,7 @@ class Runtime:
         values = await self.vault().unlock()
         if self._vault_values is None:
             self._vault_values = values
-            self.plugins.add_plugin(VaultResolver(values), name="vault")
+            self.plugins.add_plugin(VaultResolver(values, self.vault), name="vault")
         else:  # unlocked before: refresh in place (secrets set by another process)
             self._vault_values.clear()
             self._vault_values.update(values)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -145,9 +146,10 @@ class Vault:
         *,
         member: str | None = None,
         actor: str = "hub",
+        action: str = "secrets.set",
     ) -> None:
         """Store or replace each secret, or delete those given as None, in one transaction, with
-        one audit entry naming them (never their values).
+        one audit entry (`action`) naming them, never their values.
 
         Each secret is sealed under `member`'s data key if given, else under the member of the
         connection it belongs to (``connection.NAME.SECRET``), else Fernet under the master key."""
@@ -182,7 +184,7 @@ class Vault:
             await record(
                 conn,
                 actor=actor,
-                action="secrets.set",
+                action=action,
                 target=f"vault:{stored[0] if len(stored) == 1 and not deleted else '*'}",
                 details={
                     "stored": stored,
@@ -190,6 +192,16 @@ class Vault:
                     "members": sorted({o for o in owners.values() if o is not None}),
                 },
             )
+
+    async def rotate(self, name: str, value: str, *, actor: str) -> None:
+        """Replace secret `name` with the value its vendor issued in its place (a rotated refresh
+        token), sealed as the stored one is: under the same member's data key, or the master key.
+        Audited as ``secrets.rotate`` by name."""
+        async with self.engine.connect() as conn:
+            member = await conn.scalar(
+                select(vault_secrets.c.member).where(vault_secrets.c.name == name)
+            )
+        await self.set_many({name: value}, member=member, actor=actor, action="secrets.rotate")
 
     async def unlock(self) -> dict[str, str]:
         """Every secret decrypted, for the resolver; a wrong key is a VaultError naming the secret.
@@ -234,10 +246,22 @@ async def connection_member(conn: AsyncConnection, name: str) -> str | None:
 
 
 class VaultResolver:
-    """Resolves ``vault:NAME`` references from unlocked vault secrets."""
+    """Resolves ``vault:NAME`` references from unlocked vault secrets, and stores the secrets
+    vendors rotate (`rotate`) through `vault`, the process's way to open the vault."""
 
-    def __init__(self, values: dict[str, str]) -> None:
+    def __init__(self, values: dict[str, str], vault: Callable[[], Vault] | None = None) -> None:
         self.values = values
+        self.vault = vault
+
+    async def rotate(self, name: str, value: str, *, actor: str) -> None:
+        """Store `value` as vault secret `name` in place of the old one, and resolve it from now
+        on in this process (other workers unlock the vault again when it changed)."""
+        if self.vault is None:
+            raise VaultError(
+                f"vault secret {name!r} cannot be replaced: the vault is read-only here"
+            )
+        await self.vault().rotate(name, value, actor=actor)
+        self.values[name] = value
 
     @hookimpl
     def cohub_resolve_secret(self, scheme, name, connection):

@@ -6,15 +6,20 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.config import SECRET_REFERENCE, Restart, Schedule
 from hub.plugins import PluginHost, describe
 from hub.redaction import redact_text, register_secret
+from hub.sdk import secrets as sdk_secrets
 from hub.sdk.connector import ConnectionContext, Connector, StreamSpec
 from hub.sdk.errors import ConnectorConfigError
 from hub.store.tables import connections, routes, services
+from hub.vault import VaultError, VaultResolver
+
+log = structlog.get_logger("hub.engine.connections")
 
 
 class ConnectionRow(msgspec.Struct, frozen=True, kw_only=True):
@@ -171,7 +176,62 @@ def open_connector(
     context = ConnectionContext(
         connection=connection.name, member=connection.member, base_dir=connection.base_dir
     )
+    sdk_secrets.keep(connection.name, ConnectionSecrets(host, connection))
     return cls(options, secrets, context)
+
+
+class ConnectionSecrets:
+    """Where an opened connection's secrets are kept, for a connector whose vendor replaces one
+    (`hub.sdk.secrets.rotate`): a ``vault:NAME`` secret is replaced in the vault; one from the
+    environment, or given with a request and not stored, cannot be."""
+
+    def __init__(self, host: PluginHost, connection: ConnectionRow) -> None:
+        self.host = host
+        self.connection = connection
+
+    def _vault_name(self, secret: str) -> str | None:
+        match = SECRET_REFERENCE.match(self.connection.secrets.get(secret, ""))
+        return match["name"] if match is not None and match["scheme"] == "vault" else None
+
+    def _resolver(self) -> VaultResolver | None:
+        plugin = self.host.pm.get_plugin("vault")
+        return plugin if isinstance(plugin, VaultResolver) else None
+
+    def refusal(self, secret: str) -> str | None:
+        reference = self.connection.secrets.get(secret)
+        suggested = f"connection.{self.connection.name}.{secret}"
+        if reference is None:
+            return (
+                f"secret {secret!r} was given with the request and is not stored, but the vendor "
+                "replaces it on use: save the connection first (its secrets go to the vault)"
+            )
+        if self._vault_name(secret) is None:
+            return (
+                f"secret {secret!r} comes from {reference}, which the hub cannot update, but the "
+                f"vendor replaces it on use: store it in the vault with `cohub secrets set "
+                f"{suggested}` (the value on standard input) and reference it as "
+                f'"vault:{suggested}" in the connection\'s [secrets]'
+            )
+        if self._resolver() is None:
+            return f"secret {secret!r} cannot be replaced: the vault is not open (no master key)"
+        return None
+
+    async def store(self, secret: str, value: str) -> None:
+        reason = self.refusal(secret)
+        if reason is not None:
+            raise ConnectorConfigError(f"connection {self.connection.name!r}: {reason}")
+        name, resolver = self._vault_name(secret), self._resolver()
+        assert name is not None and resolver is not None  # refusal() said so
+        register_secret(value)
+        actor = f"{self.connection.connector} (connection {self.connection.name})"
+        try:
+            await resolver.rotate(name, value, actor=actor)
+        except VaultError as error:
+            raise ConnectorConfigError(
+                f"connection {self.connection.name!r}: the vendor replaced secret {secret!r} "
+                f"and the new one could not be stored in vault:{name}: {error}"
+            ) from None
+        log.info("connection.secret_rotated", connection=self.connection.name, secret=secret)
 
 
 async def check_connection(

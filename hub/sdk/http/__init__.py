@@ -21,9 +21,17 @@ from hub.sdk.http.auth import (
     BasicAuth,
     BearerToken,
     OAuth2ClientCredentials,
+    OAuth2RefreshToken,
+    OAuthError,
 )
 from hub.sdk.http.breaker import BreakerPolicy, CircuitBreaker, SystemDown, shared_breaker
-from hub.sdk.http.client import ClientCounts, HttpClient, HttpStatusError, JsonResponse
+from hub.sdk.http.client import (
+    ClientCounts,
+    HttpAuthError,
+    HttpClient,
+    HttpStatusError,
+    JsonResponse,
+)
 from hub.sdk.http.clock import Clock, ManualClock
 from hub.sdk.http.options import ApiOptions
 from hub.sdk.http.paging import Page, cursor_pages, link_pages, offset_pages, page_number_pages
@@ -50,12 +58,15 @@ __all__ = [
     "CircuitBreaker",
     "ClientCounts",
     "Clock",
+    "HttpAuthError",
     "HttpClient",
     "HttpStatusError",
     "JsonResponse",
     "Limiter",
     "ManualClock",
     "OAuth2ClientCredentials",
+    "OAuth2RefreshToken",
+    "OAuthError",
     "Page",
     "PoolLimits",
     "RateLimit",

@@ -55,11 +55,23 @@ JSON = msgspec.json.Decoder(float_hook=Decimal)
 
 class HttpStatusError(ConnectorError):
     """The vendor system refused the request with a status retrying cannot change (404, 422,
-    501, …; 401 and 403 are `AuthError`s); `status` is that status."""
+    501, …; 401 and 403 are `HttpAuthError`s); `status` is that status and `body` the JSON the
+    vendor explained it with (None if it sent none), for the vendor's own error message."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
         super().__init__(message)
         self.status = status
+        self.body = body
+
+
+class HttpAuthError(AuthError):
+    """The vendor system refused the credentials (401, after one fresh credential) or the access
+    (403); `status` and `body` as for `HttpStatusError`."""
+
+    def __init__(self, status: int, message: str, body: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = body
 
 
 class JsonResponse(NamedTuple):
@@ -203,16 +215,24 @@ class HttpClient:
                 continue
             break
         if reply.status in (401, 403):
-            raise AuthError(f"{name} refused the credentials: HTTP {reply.status}")
+            raise HttpAuthError(
+                reply.status, f"{name} refused the credentials: HTTP {reply.status}", reply.data
+            )
         if reply.status >= 400:
             raise HttpStatusError(
-                reply.status, f"{name} failed: HTTP {reply.status} {reply.reason}".rstrip()
+                reply.status,
+                f"{name} failed: HTTP {reply.status} {reply.reason}".rstrip(),
+                reply.data,
             )
         return reply
 
-    async def post_form(self, url: str, form: Mapping[str, str]) -> tuple[int, bytes]:
+    async def post_form(
+        self, url: str, form: Mapping[str, str], headers: Mapping[str, str] | None = None
+    ) -> tuple[int, bytes]:
         """POST a form (an OAuth token request) outside the rate limit; the status and body."""
-        reply, body = await self._send("POST", URL(url), data=dict(form), headers=self.headers)
+        reply, body = await self._send(
+            "POST", URL(url), data=dict(form), headers={**self.headers, **(headers or {})}
+        )
         return reply.status, body
 
     def _count_retry(self) -> None:
@@ -258,6 +278,8 @@ class HttpClient:
                         f"HTTP {reply.status} with a body that is not valid JSON "
                         f"({len(raw)} bytes, truncated or malformed)"
                     ) from None
+            if reply.status >= 400 and raw:
+                return reply._replace(data=_error_body(raw))
         return reply
 
     async def _send(
@@ -315,6 +337,14 @@ class HttpClient:
             ) from None
         except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as error:
             raise Retryable(f"{type(error).__name__}: {error}") from None
+
+
+def _error_body(raw: bytes) -> Any:
+    """The JSON a refusal explains itself with, or None if it is not JSON (an HTML error page)."""
+    try:
+        return JSON.decode(raw)
+    except msgspec.DecodeError:
+        return None
 
 
 def _timeouts(timeout: aiohttp.ClientTimeout) -> str:
