@@ -27,10 +27,13 @@ from hub.sdk.http import (
     BearerToken,
     BreakerPolicy,
     ClientCounts,
+    HttpAuthError,
     HttpClient,
     HttpStatusError,
     ManualClock,
     OAuth2ClientCredentials,
+    OAuth2RefreshToken,
+    OAuthError,
     RateLimit,
     RetryPolicy,
     SystemDown,
@@ -869,3 +872,108 @@ async def test_no_retry_begins_past_the_deadline_so_a_call_ends_inside_the_run_t
         )
 
     assert calls == [0.0, 100.0, 200.0]
+
+
+# -- the refresh token grant ------------------------------------------------------------------
+
+
+class RotatingTokenServer:
+    """A token endpoint that takes the refresh token grant with the client in HTTP Basic and
+    answers a new refresh token each time, refusing the old one from then on (as Intuit does)."""
+
+    def __init__(self) -> None:
+        self.refresh = "rt-1"
+        self.requests: list[tuple[dict[str, str], str]] = []
+
+    async def token(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.requests.append((form, request.headers.get("Authorization", "")))
+        if form.get("refresh_token") != self.refresh:
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        self.refresh = f"rt-{len(self.requests) + 1}"
+        return web.json_response(
+            {
+                "access_token": f"at-{len(self.requests)}",
+                "expires_in": 3600,
+                "refresh_token": self.refresh,
+                "x_refresh_token_expires_in": 8726400,
+            }
+        )
+
+    async def api(self, request: web.Request) -> web.Response:
+        return web.json_response({"auth": request.headers.get("Authorization")})
+
+
+async def test_a_rotated_refresh_token_is_handed_over_before_the_access_token_is_used(serve):
+    server = RotatingTokenServer()
+    base = await serve(web.post("/token", server.token), web.get("/api/me", server.api))
+    kept: list[tuple[str, float | None]] = []
+
+    async def keep(token: str, lives: float | None) -> None:
+        kept.append((token, lives))
+
+    auth = OAuth2RefreshToken(
+        token_url=base + "token",
+        client_id="app",
+        client_secret="app-secret",
+        refresh_token="rt-1",
+        on_rotate=keep,
+    )
+    client = HttpClient(base + "api", auth=auth, retry=quick())
+
+    assert await client.get_json("me") == {"auth": "Bearer at-1"}
+    auth.forget()  # as after a 401
+    assert await client.get_json("me") == {"auth": "Bearer at-2"}
+
+    assert [form for form, _ in server.requests] == [
+        {"grant_type": "refresh_token", "refresh_token": "rt-1"},
+        {"grant_type": "refresh_token", "refresh_token": "rt-2"},
+    ]
+    assert {basic for _, basic in server.requests} == {"Basic YXBwOmFwcC1zZWNyZXQ="}
+    assert kept == [("rt-2", 8726400), ("rt-3", 8726400)]
+    assert "rt-3" not in repr(auth) and "app-secret" not in repr(auth)
+
+
+async def test_a_refresh_token_that_cannot_be_kept_fails_the_fetch_and_a_refused_one_names_why(
+    serve,
+):
+    server = RotatingTokenServer()
+    base = await serve(web.post("/token", server.token), web.get("/api/me", server.api))
+
+    async def cannot_keep(token: str, lives: float | None) -> None:
+        raise ConnectorConfigError("the vault is not open")
+
+    auth = OAuth2RefreshToken(
+        token_url=base + "token",
+        client_id="app",
+        client_secret="s",
+        refresh_token="rt-1",
+        on_rotate=cannot_keep,
+    )
+    with pytest.raises(ConnectorConfigError, match="the vault is not open"):
+        await HttpClient(base + "api", auth=auth, retry=quick()).get_json("me")
+
+    stale = OAuth2RefreshToken(
+        token_url=base + "token", client_id="app", client_secret="s", refresh_token="rt-1"
+    )
+    with pytest.raises(OAuthError) as refused:
+        await HttpClient(base + "api", auth=stale, retry=quick()).get_json("me")
+    assert refused.value.code == "invalid_grant"
+    assert str(refused.value).endswith(
+        "refused the refresh token or the client credentials: HTTP 400 (invalid_grant)"
+    )
+
+
+async def test_a_refusal_carries_the_vendors_json_body(serve):
+    refusal = {"Fault": {"Error": [{"Message": "Invalid Reference Id"}], "type": "ValidationFault"}}
+    script = Script(answer(400, refusal), answer(403, {"error": "forbidden"}))
+    base = await serve(web.post("/invoice", script.handle))
+    client = HttpClient(base)
+
+    with pytest.raises(HttpStatusError) as invalid:
+        await client.post_json("invoice", {"x": 1})
+    with pytest.raises(HttpAuthError) as forbidden:
+        await client.post_json("invoice", {"x": 1})
+
+    assert (invalid.value.status, invalid.value.body) == (400, refusal)
+    assert (forbidden.value.status, forbidden.value.body) == (403, {"error": "forbidden"})
