@@ -130,6 +130,7 @@ class FlatFileReader(FlatFileConnection):
         names = {entry.name for entry in listing}
         ignored = (*ALWAYS_IGNORED, *self.config.ignore)
         done = self.config.require_done_file
+        settle = self.config.settle_seconds
         now = time.time()
         for entry in sorted(listing):
             if not fnmatchcase(entry.name, profile.pattern):
@@ -138,8 +139,8 @@ class FlatFileReader(FlatFileConnection):
                 continue
             if done and (entry.name.endswith(DONE_SUFFIX) or entry.name + DONE_SUFFIX not in names):
                 continue
-            if now - entry.mtime_ns / 1e9 < self.config.settle_seconds:
-                continue
+            if settle and now - entry.mtime_ns / 1e9 < settle:
+                continue  # a clock ahead of ours counts as fresh: the file waits
             yield entry
 
     def _forget_gone(
