@@ -273,6 +273,72 @@ def flat_file_partitioned(data: bytes) -> None:
     _read_folder(data, EASTVIEW, parts=3)
 
 
+#: A payroll system's fixed-width export: record type, then fields at positions (see
+#: tests/test_flat_file_fixed_width.py); H header and T trailer lines around the D lines.
+FIXED_WIDTH_FIELDS = {
+    "pay_run_id": (2, 11),
+    "pay_date": (12, 19),
+    "employee_id": (20, 27),
+    "line_number": (28, 33),
+    "code": (34, 37),
+    "amount": (38, 46),
+    "employee_name": (64, 83),
+}
+FIXED_WIDTH = {
+    "encoding": "cp1252",
+    "streams": {
+        "pay_lines": {
+            "record": "payroll.pay_line",
+            "format": "fixed_width",
+            "pattern": "*.csv",
+            "record_type_column": "1",
+            "record_types": ["D"],
+            "skip_header_lines": 1,
+            "skip_trailer_lines": 1,
+            "date_format": "%Y%m%d",
+            "implied_decimals": {"amount": 2},
+            "account_column": "47-63",
+            "columns": {f: f"{a}-{b}" for f, (a, b) in FIXED_WIDTH_FIELDS.items()},
+        }
+    },
+}
+FIXED_WIDTH_SEED = (
+    b"H20261015 EASTVIEW\r\n"
+    b"DEA-2026-2020261015E1001   000001REG 000012345A2110.150-00-0000Mu\xf1oz, Ana\r\n"
+    b"DEA-2026-2020261015E1002   000002REG 00004555-A2110.150-00-0000O\x92Brien \x96 Jr\r\n"
+    b"T000002\r\n"
+)
+
+
+def _fixed_width_bytes() -> st.SearchStrategy[bytes]:
+    """Files shaped like the fixed-width export: lines of any record type whose fields hold
+    cells near and far from valid, cut or padded to their widths, some lines cut short."""
+    cell = st.one_of(st.sampled_from(CELLS), st.text(max_size=12))
+
+    @st.composite
+    def files(draw: st.DrawFn) -> bytes:
+        lines = []
+        for _ in range(draw(st.integers(0, 6))):
+            text = draw(st.sampled_from(["D", "D", "H", "T", " ", ""]))
+            for first, last in [*FIXED_WIDTH_FIELDS.values(), (47, 63)]:
+                text = text.ljust(first - 1)[: first - 1] + draw(cell)[: last - first + 1]
+            lines.append(text[: draw(st.integers(0, 90))] if draw(st.booleans()) else text)
+        ending = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+        return ending.join(lines).encode("cp1252", "replace")
+
+    return files()
+
+
+@fuzz_target(
+    "flat_file.fixed_width_cp1252",
+    refusals=(sdk.ConnectorError,),
+    seeds=[FIXED_WIDTH_SEED],
+    inputs=_fixed_width_bytes(),
+)
+def flat_file_fixed_width(data: bytes) -> None:
+    _read_folder(data, FIXED_WIDTH)
+
+
 # --- single values: account codes, amounts, dates, as the mapping converts them --------------
 
 
