@@ -225,7 +225,6 @@ class Payment:
     employee_id: str
     entry: Entry | None
     reason: str | None
-    raw: dict[str, Any]
 
 
 def net_pay(lines: list[dict[str, Any]]) -> Decimal:
@@ -247,15 +246,9 @@ def employee_payment(
     lines = sorted(lines, key=lambda line: line["line_number"])
     names = [line["employee_name"] for line in lines if line.get("employee_name")]
     accounts = {line["bank_account"] for line in lines if line.get("bank_account")}
-    raw = {
-        "pay_run_id": lines[0]["pay_run_id"],
-        "employee_id": employee_id,
-        "employee_name": names[-1] if names else None,
-        "bank_account": "****" if accounts else None,
-    }
 
     def refuse(reason: str) -> Payment:
-        return Payment(employee_id, None, reason, raw)
+        return Payment(employee_id, None, reason)
 
     if not accounts:
         return None
@@ -296,7 +289,7 @@ def employee_payment(
         individual_id=employee_id,
         name=name or ascii_upper(employee_id),
     )
-    return Payment(employee_id, entry, None, raw)
+    return Payment(employee_id, entry, None)
 
 
 def effective_date(pay_date: date, business_days_before: int) -> date:
@@ -489,17 +482,18 @@ class NachaPpd(sdk.Connector[NachaOptions]):
         rejects: list[sdk.Reject] = []
         for pay_run_id, records in sorted(runs.items()):
             refused = self._write_pay_run(member, pay_run_id, records)
-            touched = {r.employee_id for r in records}
-            rejects += [r for employee, r in refused.items() if employee in touched]
-            written += sum(1 for r in records if r.employee_id not in refused)
-        if rejects and "rejects" in WRITE_RESULT_FIELDS:  # a hub that takes a destination's
-            return sdk.WriteResult(written=written, rejects=rejects)  # type: ignore[call-arg]
-        return sdk.WriteResult(written=written)
+            for record in records:
+                if record.employee_id in refused:
+                    rejects.append(refused_line(record, refused[record.employee_id]))
+                else:
+                    written += 1
+        return sdk.WriteResult(written=written, rejects=rejects)
 
     def _write_pay_run(
         self, member: str | None, pay_run_id: str, records: list[sdk.Record]
-    ) -> dict[str, sdk.Reject]:
-        """Stage the records, write the pay run's file again; the employees refused, with why."""
+    ) -> dict[str, str]:
+        """Stage the records, write the pay run's file again; the employees left out of it,
+        with why."""
         path = self.file_path(member, pay_run_id)
         staging = path.parent / ".staging" / f"{path.stem}.json"
         staging.parent.mkdir(parents=True, exist_ok=True)
@@ -510,7 +504,7 @@ class NachaPpd(sdk.Connector[NachaOptions]):
 
     def _stage_and_generate(
         self, path: Path, staging: Path, pay_run_id: str, records: list[sdk.Record]
-    ) -> dict[str, sdk.Reject]:
+    ) -> dict[str, str]:
         lines: dict[str, dict[str, Any]] = (
             json.loads(staging.read_text()) if staging.exists() else {}
         )
@@ -526,7 +520,7 @@ class NachaPpd(sdk.Connector[NachaOptions]):
         for line in lines.values():
             by_employee[line["employee_id"]].append(line)
         entries: list[Entry] = []
-        refused: dict[str, sdk.Reject] = {}
+        refused: dict[str, str] = {}
         by_check = 0
         for employee_id in sorted(by_employee):
             payment = employee_payment(employee_id, by_employee[employee_id], self.config)
@@ -535,18 +529,13 @@ class NachaPpd(sdk.Connector[NachaOptions]):
             elif payment.entry is not None:
                 entries.append(payment.entry)
             else:
-                refused[employee_id] = sdk.Reject(
-                    position=f"pay run {pay_run_id} employee {employee_id}",
-                    reason=payment.reason or "",
-                    raw=payment.raw,
-                )
+                refused[employee_id] = payment.reason or ""
                 log.warning(
                     "nacha.entry_refused",
                     pay_run=pay_run_id,
                     employee=employee_id,
                     reason=payment.reason,
                 )
-        self._write_refusals(path, list(refused.values()))
         if not entries:
             path.unlink(missing_ok=True)  # nothing to deposit: no file, not an empty one
             log.info("nacha.no_entries", pay_run=pay_run_id, refused=len(refused))
@@ -567,17 +556,17 @@ class NachaPpd(sdk.Connector[NachaOptions]):
         )
         return refused
 
-    def _write_refusals(self, path: Path, refused: list[sdk.Reject]) -> None:
-        """The employees left out of the file and why, beside it (account numbers masked)."""
-        sidecar = path.with_suffix(".rejects.json")
-        if not refused:
-            sidecar.unlink(missing_ok=True)
-            return
-        body = [{"position": r.position, "reason": r.reason, "raw": r.raw} for r in refused]
-        write_atomically(sidecar, json.dumps(body, indent=1, sort_keys=True).encode())
 
-
-WRITE_RESULT_FIELDS = frozenset(f.name for f in msgspec.structs.fields(sdk.WriteResult))
+def refused_line(record: Any, reason: str) -> sdk.Reject:
+    """A pay line of an employee left out of the file, for the hub's dead letters: the whole
+    line, so a replay writes it again (the hub seals it and masks its bank account)."""
+    return sdk.Reject(
+        position=(
+            f"pay run {record.pay_run_id} employee {record.employee_id} line {record.line_number}"
+        ),
+        reason=reason,
+        raw=msgspec.to_builtins(record),
+    )
 
 
 @sdk.hookimpl

@@ -29,7 +29,9 @@ from sqlalchemy import (
     Table,
     Text,
     cast,
+    func,
     inspect,
+    literal,
     or_,
     select,
 )
@@ -49,6 +51,8 @@ from hub.sdk.sql import (
 )
 
 KEY_COLUMNS = ("member", "record_key")
+#: Record keys per UPDATE when marking deletes: well under every driver's limit of parameters.
+DELETE_CHUNK = 1000
 GENERATION = "sync_generation"
 DELETED_AT = "deleted_at"
 
@@ -327,22 +331,48 @@ class SqlTableDestination(sdk.Connector[SqlTableOptions]):
                 await conn.exec_driver_sql(table.compiled(dialect)[0], rows)
         return sdk.WriteResult(written=len(rows))
 
-    async def delete_missing(self, stream: str, member: str | None, generation: int) -> int:
+    async def _existing(self, stream: str) -> Table | None:
+        """The stream's table, if there is one, even when this connector wrote nothing to it
+        (its bookkeeping columns are all marking deletes needs); None if there is none."""
         table = self._tables.get(stream)
-        if table is None:
-            # Nothing was written this cycle: every row of the member is missing from the read.
-            async with self.engine.connect() as conn:
-                exists = await conn.run_sync(
-                    lambda sync: inspect(sync).has_table(
-                        f"{self.config.table_prefix}{stream}", self.config.schema_name
-                    )
-                )
-            if not exists:
-                return 0
-            table = StreamTable(
-                f"{self.config.table_prefix}{stream}", sdk.Record, self.config.schema_name
+        if table is not None:
+            return table.table
+        name = f"{self.config.table_prefix}{stream}"
+        async with self.engine.connect() as conn:
+            exists = await conn.run_sync(
+                lambda sync: inspect(sync).has_table(name, self.config.schema_name)
             )
-        target = table.table
+        return StreamTable(name, sdk.Record, self.config.schema_name).table if exists else None
+
+    async def delete(self, stream: str, keys: list[str], member: str | None) -> int:
+        """Mark deleted (``deleted_at``) the member's rows with these record keys, as
+        `delete_missing` does; a row deleted already keeps the time it was first marked. Returns
+        how many of the keys have a row, so a batch delivered again counts the same."""
+        target = await self._existing(stream)
+        if target is None:
+            return 0
+        stamp = target.c[DELETED_AT]
+        now = literal(datetime.now(UTC), stamp.type)
+        found = 0
+        async with self.engine.begin() as conn:
+            for start in range(0, len(keys), DELETE_CHUNK):
+                marked = (
+                    target.update()
+                    .where(
+                        target.c.member == (member or ""),
+                        target.c.record_key.in_(keys[start : start + DELETE_CHUNK]),
+                    )
+                    .values({DELETED_AT: func.coalesce(stamp, now)})
+                )
+                found += (await conn.execute(marked)).rowcount
+        return found
+
+    async def delete_missing(self, stream: str, member: str | None, generation: int) -> int:
+        # The table is looked for even if this run wrote nothing to it: then every row of the
+        # member is missing from the read.
+        target = await self._existing(stream)
+        if target is None:
+            return 0
         missing = (
             target.update()
             .where(
@@ -394,7 +424,10 @@ def _add_missing_columns(sync: Any, table: Table) -> None:
 
 
 def record_columns(record: type[msgspec.Struct], path: tuple[str, ...] = ()) -> list[Column_]:
-    """Destination columns for `record`, nested structs flattened with their field name."""
+    """Destination columns for `record`, nested structs flattened with their field name
+    (``account_fund``); where that name is a field of the record itself (a budget line's
+    ``account_code`` beside ``account.code``), the nested one is joined with two underscores
+    (``account__code``)."""
     hints = typing.get_type_hints(record)
     columns: list[Column_] = []
     for field in msgspec.structs.fields(record):
@@ -405,7 +438,13 @@ def record_columns(record: type[msgspec.Struct], path: tuple[str, ...] = ()) -> 
         else:
             name = "_".join((*path, field.name))
             columns.append(Column_(name, _sql_type(hint), (*path, field.name)))
-    return columns
+    if path:
+        return columns
+    own = {c.name for c in columns if len(c.path) == 1}
+    return [
+        Column_("__".join(c.path), c.type, c.path) if len(c.path) > 1 and c.name in own else c
+        for c in columns
+    ]
 
 
 JSON_TYPE = JSON()

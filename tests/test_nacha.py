@@ -4,21 +4,24 @@ from the spec, not from the generator's code."""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 from ach.parser import Parser
+from sqlalchemy import select
 
 from connectors.nacha import NachaOptions, NachaPpd
 from hub import sdk
 from hub.apply import apply
 from hub.config import check_against_plugins, load_config
+from hub.engine.replay import replay
 from hub.engine.run import run_route
 from hub.model.accounting import AccountCode
 from hub.model.payroll import PayLine
+from hub.store.tables import dead_letters
 
 UPDATED = datetime(2026, 10, 15, 18, 30, tzinfo=UTC)
 ACCOUNT = AccountCode(code="A2110.150", fund="A", function="2110", object="150")
@@ -195,21 +198,33 @@ async def test_bad_routing_number_leaves_the_employee_out_with_the_reason(tmp_pa
 
     lines, parsed = read(tmp_path / "eastview-EA-2026-20.ach")
     assert [e["entry_detail"]["ind_id"].strip() for e in parsed["batches"][0]["entries"]] == ["E1"]
-    refused = json.loads((tmp_path / "eastview-EA-2026-20.rejects.json").read_text())
-    assert refused == [
-        {
-            "position": "pay run EA-2026-20 employee E2",
-            "reason": "routing number 021000022 has check digit 2, expected 1",
-            "raw": {
-                "bank_account": "****",
-                "employee_id": "E2",
-                "employee_name": "Employee E2",
-                "pay_run_id": "EA-2026-20",
-            },
-        }
-    ]
-    assert result.written == 1
+    assert result == sdk.WriteResult(
+        written=1,
+        rejects=[
+            sdk.Reject(
+                position="pay run EA-2026-20 employee E2 line 1",
+                reason="routing number 021000022 has check digit 2, expected 1",
+                raw=msgspec.to_builtins(records[1]),
+            )
+        ],
+    )
+    assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["eastview-EA-2026-20.ach"]
     assert_well_formed(lines, parsed)
+
+
+async def test_every_line_of_a_refused_employee_in_the_batch_is_refused(tmp_path):
+    nacha = connector(tmp_path)
+    bad = {"bank_account": "021000022:99"}
+    records = [line("E2", 1, "100.00", **bad), line("E2", 2, "-10.00", "deduction", **bad)]
+
+    result = await write(nacha, records)
+
+    assert result.written == 0
+    assert [r.position for r in result.rejects] == [
+        "pay run EA-2026-20 employee E2 line 1",
+        "pay run EA-2026-20 employee E2 line 2",
+    ]
+    assert not (tmp_path / "eastview-EA-2026-20.ach").exists()
 
 
 async def test_account_numbers_never_reach_the_log(tmp_path, capsys, caplog):
@@ -219,7 +234,6 @@ async def test_account_numbers_never_reach_the_log(tmp_path, capsys, caplog):
 
     captured = capsys.readouterr()
     assert "SECRET" not in captured.out + captured.err + caplog.text
-    assert "SECRET4242" not in (tmp_path / "eastview-EA-2026-20.rejects.json").read_text()
 
 
 async def test_same_pay_run_rewrites_the_same_bytes(tmp_path):
@@ -339,7 +353,8 @@ service = "cbo-payroll"
 """
 
 
-async def test_route_from_payroll_export_to_ach_file(runtime, config_dir):
+async def configure_route(runtime, config_dir: Path) -> Path:
+    """The Eastview direct-deposit route from a payroll export to ACH files; the export folder."""
     export = config_dir / "direct-deposit" / "eastview"
     export.mkdir(parents=True)
     (export / "payroll_2026-10-30.csv").write_text(PAYROLL_CSV, encoding="utf-8")
@@ -353,22 +368,83 @@ async def test_route_from_payroll_export_to_ach_file(runtime, config_dir):
         config, runtime.plugins.connectors(), runtime.plugins.transforms(), runtime.plugins.meters()
     )
     await apply(runtime.engine, config)
+    return export
+
+
+def entries(path: Path) -> list[tuple[str, str, str]]:
+    lines, parsed = read(path)
+    assert_well_formed([r.rstrip("\r") for r in lines], parsed)
+    found = [e["entry_detail"] for e in parsed["batches"][0]["entries"]]
+    return [(e["transaction_code"], e["amount"], e["ind_name"].strip()) for e in found]
+
+
+async def open_dead_letters(runtime) -> list[tuple]:
+    async with runtime.engine.connect() as conn:
+        query = select(
+            dead_letters.c.id, dead_letters.c.side, dead_letters.c.position, dead_letters.c.reason
+        ).where(dead_letters.c.status == "open")
+        return [tuple(row) for row in await conn.execute(query.order_by(dead_letters.c.id))]
+
+
+BAD_ROUTING = (
+    "refused by destination 'eastview-ach': routing number 011000016 has check digit 6, expected 5"
+)
+
+
+async def test_route_from_payroll_export_to_ach_file(runtime, config_dir):
+    await configure_route(runtime, config_dir)
 
     summary = await run_route(runtime.engine, runtime.plugins, "eastview-direct-deposit")
     again = await run_route(runtime.engine, runtime.plugins, "eastview-direct-deposit")
 
-    assert (summary.status, summary.counts.read, summary.counts.written) == ("succeeded", 4, 3)
+    counts = summary.counts
+    assert (summary.status, counts.read, counts.written, counts.rejected) == (
+        "succeeded",
+        4,
+        3,
+        1,
+    )
     assert again.status == "succeeded"
     path = config_dir / "ach-out" / "eastview-EA-2026-21.ach"
-    lines, parsed = read(path)
-    entries = [e["entry_detail"] for e in parsed["batches"][0]["entries"]]
-    assert [(e["transaction_code"], e["amount"], e["ind_name"].strip()) for e in entries] == [
+    assert entries(path) == [
         ("22", "0000256160", "ANDERSON, MARIA"),
         ("32", "0000180000", "BROOKS, SAM"),
     ]
-    assert parsed["file_header"]["file_crt_date"] == "261030"
-    assert_well_formed([r.rstrip("\r") for r in lines], parsed)
-    refused = json.loads(path.with_suffix(".rejects.json").read_text())
-    assert [r["reason"] for r in refused] == [
-        "routing number 011000016 has check digit 6, expected 5"
+    assert read(path)[1]["file_header"]["file_crt_date"] == "261030"
+    assert [letter[1:] for letter in await open_dead_letters(runtime)] == [
+        ("destination", "pay run EA-2026-21 employee E1003 line 1", BAD_ROUTING)
     ]
+    assert not list((config_dir / "ach-out").glob("*.rejects.json"))
+
+
+async def test_a_refused_pay_line_replays_once_the_source_corrects_it(runtime, config_dir):
+    # given Chen's line refused for a bad routing number
+    export = await configure_route(runtime, config_dir)
+    await run_route(runtime.engine, runtime.plugins, "eastview-direct-deposit")
+    [(letter, *_)] = await open_dead_letters(runtime)
+
+    # when it is replayed as it is, the bank is still refused, with the same reason
+    [outcome] = await replay(runtime.engine, runtime.plugins, [letter])
+    assert (outcome.replayed, outcome.still_failing) == ([], {letter: BAD_ROUTING})
+
+    # when payroll exports Chen's corrected line and the route runs, Chen is paid
+    header = PAYROLL_CSV.splitlines()[0]
+    corrected = (
+        'EA-2026-21,2026-10-30,E1003,"Chen, Li",1,SAL,earning,1200.00,A2110.150-00-0000,'
+        "011000015:5556666,2026-10-31T09:00:00Z"
+    )
+    (export / "payroll_2026-10-31.csv").write_text(f"{header}\n{corrected}\n", encoding="utf-8")
+    fixed = await run_route(runtime.engine, runtime.plugins, "eastview-direct-deposit")
+    assert (fixed.status, fixed.counts.written, fixed.counts.rejected) == ("succeeded", 1, 0)
+    path = config_dir / "ach-out" / "eastview-EA-2026-21.ach"
+    assert [name for _, _, name in entries(path)] == ["ANDERSON, MARIA", "BROOKS, SAM", "CHEN, LI"]
+
+    # then the replay is delivered: the newer, corrected line wins over the refused one
+    [outcome] = await replay(runtime.engine, runtime.plugins, [letter])
+    assert (outcome.run.status, outcome.replayed, outcome.still_failing) == (
+        "succeeded",
+        [letter],
+        {},
+    )
+    assert await open_dead_letters(runtime) == []
+    assert [name for _, _, name in entries(path)] == ["ANDERSON, MARIA", "BROOKS, SAM", "CHEN, LI"]

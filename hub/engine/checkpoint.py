@@ -29,6 +29,9 @@ from hub.store.tables import dead_letters, runs, stream_states
 #: This process, as run rows name the holder of a claim; only the holder commits checkpoints.
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
+#: Which side of a route refused a dead letter's record (the ``side`` column).
+SOURCE, DESTINATION = "source", "destination"
+
 
 class ClaimLost(Exception):
     """The run's claim passed to another worker (its lease lapsed): this process must stop."""
@@ -45,6 +48,10 @@ class Delivered(msgspec.Struct, frozen=True, kw_only=True):
     written: int
     rejects: list[Reject]
     usage: list[UsageQuantity]
+    #: Records the destination refused, each `raw` the canonical record as it was given.
+    refused: list[Reject] = msgspec.field(default_factory=list)
+    #: Records the destination marked deleted because the source reported them deleted.
+    deleted: int = 0
     #: Calls to vendor systems retried while the batch was read and written, where the run's
     #: own counters did not see them (a part's process).
     retried: int = 0
@@ -113,14 +120,17 @@ async def commit_batch(
     usage: Sequence[UsageQuantity],
     fingerprint: str,
     rejects: Sequence[Reject],
+    refused: Sequence[Reject] = (),
     calendar: FiscalCalendar | None = None,
 ) -> bool:
-    """Store a delivered batch's checkpoint, usage, dead letters and the run's counters at once;
-    return whether the run was asked to stop (`cohub runs cancel`)."""
+    """Store a delivered batch's checkpoint, usage, dead letters (the source's `rejects` and
+    the records the destination `refused`) and the run's counters at once; return whether the
+    run was asked to stop (`cohub runs cancel`)."""
     now = datetime.now(UTC)
+    letters = [(SOURCE, r) for r in rejects] + [(DESTINATION, r) for r in refused]
     # Dead letters are sealed under the member's data key when there is a master key; the key
     # is made (in its own transaction) before this batch's transaction opens.
-    keyring = keyring_for(engine) if rejects else None
+    keyring = keyring_for(engine) if letters else None
     if keyring is not None:
         await keyring.ensure(member)
     async with writing(engine) as conn:
@@ -143,11 +153,14 @@ async def commit_batch(
             run_id=run_id,
             calendar=calendar,
         )
-        fresh = await _not_yet_dead_lettered(conn, route, stream, member, rejects, keyring)
+        fresh = await _not_yet_dead_lettered(conn, route, stream, member, letters, keyring)
         if fresh:
             await conn.execute(
                 dead_letters.insert(),
-                [await _dead_letter(r, run_id, route, member, stream, now, keyring) for r in fresh],
+                [
+                    await _dead_letter(r, side, run_id, route, member, stream, now, keyring)
+                    for side, r in fresh
+                ],
             )
         return await save_counts(conn, run_id, counts, state_after=state)
 
@@ -177,6 +190,7 @@ async def save_counts(conn: AsyncConnection, run_id: int, counts: RunCounts, **e
             records_rejected=counts.rejected,
             batches=counts.batches,
             retries=counts.retried,
+            records_deleted=counts.deleted,
             **extra,
         )
         .returning(runs.c.cancel_requested)
@@ -192,27 +206,30 @@ async def _not_yet_dead_lettered(
     route: str,
     stream: str,
     member: str | None,
-    rejects: Sequence[Reject],
+    letters: Sequence[tuple[str, Reject]],
     keyring: Keyring | None,
-) -> list[Reject]:
-    """Rejects without an open dead letter for the same position, reason and record: a source
-    read again (a re-exported file) does not pile up copies of the same failure. Sealed records
-    are compared by their keyed digest (a ciphertext differs every time), plain ones as JSON."""
-    if not rejects:
+) -> list[tuple[str, Reject]]:
+    """(side, reject) pairs without an open dead letter for the same side, position, reason and
+    record: a source read again (a re-exported file) does not pile up copies of the same
+    failure. Sealed records are compared by their keyed digest (a ciphertext differs every
+    time), plain ones as JSON."""
+    if not letters:
         return []
-    query = select(dead_letters.c.position, dead_letters.c.reason, dead_letters.c.raw).where(
+    query = select(
+        dead_letters.c.side, dead_letters.c.position, dead_letters.c.reason, dead_letters.c.raw
+    ).where(
         dead_letters.c.route == route,
         dead_letters.c.status == "open",
-        dead_letters.c.position.in_([r.position for r in rejects]),
+        dead_letters.c.position.in_([r.position for _, r in letters]),
     )
     existing = {
-        (p, reason, "digest:" + raw["digest"] if is_sealed_record(raw) else _encode(raw))
-        for p, reason, raw in (await conn.execute(query)).all()
+        (side, p, reason, "digest:" + raw["digest"] if is_sealed_record(raw) else _encode(raw))
+        for side, p, reason, raw in (await conn.execute(query)).all()
     }
     fresh = []
-    for r in rejects:
+    for side, r in letters:
         raw = _json_safe(r.raw)
-        if (r.position, r.reason, _encode(raw)) in existing:
+        if (side, r.position, r.reason, _encode(raw)) in existing:
             continue
         if keyring is not None:
             digest = await record_digest(
@@ -224,9 +241,9 @@ async def _not_yet_dead_lettered(
                 reason=r.reason,
                 raw=raw,
             )
-            if (r.position, r.reason, "digest:" + digest) in existing:
+            if (side, r.position, r.reason, "digest:" + digest) in existing:
                 continue
-        fresh.append(r)
+        fresh.append((side, r))
     return fresh
 
 
@@ -240,6 +257,7 @@ def _json_safe(raw: Any) -> Any:
 
 async def _dead_letter(
     reject: Reject,
+    side: str,
     run_id: int,
     route: str,
     member: str | None,
@@ -266,6 +284,7 @@ async def _dead_letter(
         "position": reject.position,
         "reason": reject.reason,
         "raw": raw,
+        "side": side,
         "status": "open",
         "created_at": now,
     }

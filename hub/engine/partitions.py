@@ -11,7 +11,8 @@ never cross the pipe, so the parts scale with the cores instead of paying to pic
 While parts are in progress the route's stored state is ``{PARTS: [{"state": …, "done": …}]}``:
 a run that stops, fails or dies resumes every part from its own checkpoint. Usage keys come from
 each part's own checkpoint range, so a resumed part never bills a batch twice. When every part is
-done, the source's `join_partitions` turns their states back into one.
+done, the source's `join_partitions` turns their states back into one, and once that is
+committed the source hears it (`acknowledge`), once for the whole read.
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
     except Exception as error:
         raise run.blame_source(error) from error
     await run.commit(joined)
+    await run.acknowledge(source, joined)
     return "succeeded"
 
 
@@ -271,6 +273,10 @@ class PartRun(Run):
         retried, self.retried_sent = self.counts.retried - self.retried_sent, self.counts.retried
         self.send_batch(PartBatch(msgspec.structs.replace(delivered, retried=retried)))
         return self.parts_stop.is_set()
+
+    async def acknowledge(self, source: Connector, state: State) -> None:
+        """Nothing: a part's batch is not committed yet when it is sent, and its state is the
+        part's alone. The run acknowledges once, with the joined state, when every part is done."""
 
 
 async def _read_part(

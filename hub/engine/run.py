@@ -94,8 +94,24 @@ def error_text(error: BaseException) -> str:
     return redact_text(str(error) if named else describe(error))
 
 
+def refused_reason(destination: str, reason: str) -> str:
+    """A destination's reason for refusing a record, as its dead letter says it: which
+    connection refused, so nobody looks for the fault in the source."""
+    return f"refused by destination {destination!r}: {reason}"
+
+
 class _SourceFailed(msgspec.Struct):
     error: BaseException
+
+
+class Sent(msgspec.Struct, frozen=True, kw_only=True):
+    """What the destination did with a batch: records written, records it refused (bound for
+    dead letters), records it marked deleted, and the usage of what it took."""
+
+    written: int
+    refused: list[Reject]
+    deleted: int
+    usage: list[UsageQuantity]
 
 
 class Delivery(msgspec.Struct):
@@ -103,7 +119,7 @@ class Delivery(msgspec.Struct):
 
     batch: Batch
     state_before: State | None
-    write: asyncio.Task[tuple[int, list[UsageQuantity]]]
+    write: asyncio.Task[Sent]
 
 
 async def run_route(
@@ -302,7 +318,7 @@ class Run:
                 else:
                     status = await self.pump(source, destination, self.start.state)
                 if status == "succeeded" and self.route.mode == "full_refresh_deletes":
-                    self.counts.deleted = await self._call(
+                    self.counts.deleted += await self.call(
                         destination.delete_missing(
                             self.route.destination_stream, self.route.member, self.start.generation
                         ),
@@ -341,7 +357,7 @@ class Run:
                         error=redact_text(describe(error)),
                     )
 
-    async def _call(
+    async def call(
         self,
         awaitable: Awaitable[Any],
         what: str,
@@ -374,7 +390,7 @@ class Run:
             return partitions.stored_parts(self.start.state)
         if self.route.parallel_reads < 2:
             return None
-        states = await self._call(
+        states = await self.call(
             source.partitions(
                 self.route.source_stream, self.start.state, self.route.parallel_reads
             ),
@@ -411,7 +427,7 @@ class Run:
                         return None
 
                 while (
-                    batch := await self._call(
+                    batch := await self.call(
                         next_batch(), "read", blame_source, expect=(Batch, type(None))
                     )
                 ) is not None:
@@ -433,15 +449,15 @@ class Run:
             while (item := await queue.get()) is not None:
                 if isinstance(item, _SourceFailed):
                     # What was written before the failure keeps its checkpoints.
-                    await self._commit(writing_now, len(writing_now))
+                    await self._commit(source, writing_now, len(writing_now))
                     raise item.error
                 write = asyncio.create_task(self.send(destination, item))
                 writing_now.append(Delivery(item, state, write))
                 state = item.state
-                if await self._commit(writing_now, len(writing_now) - limit + 1):
-                    await self._commit(writing_now, len(writing_now))
+                if await self._commit(source, writing_now, len(writing_now) - limit + 1):
+                    await self._commit(source, writing_now, len(writing_now))
                     return "cancelled"
-            cancel = await self._commit(writing_now, len(writing_now))
+            cancel = await self._commit(source, writing_now, len(writing_now))
             return "cancelled" if cancel else "succeeded"
         finally:
             for delivery in writing_now:
@@ -461,13 +477,13 @@ class Run:
             )
         return limit
 
-    async def _commit(self, writing_now: deque[Delivery], count: int) -> bool:
-        """Wait for the oldest `count` writes in turn and commit each one's checkpoint; whether
-        the run was asked to stop."""
+    async def _commit(self, source: Connector, writing_now: deque[Delivery], count: int) -> bool:
+        """Wait for the oldest `count` writes in turn, commit each one's checkpoint and tell the
+        source; whether the run was asked to stop."""
         cancel = False
         for _ in range(max(count, 0)):
             delivery = writing_now[0]
-            written, usage = await delivery.write
+            sent = await delivery.write
             writing_now.popleft()
             batch = delivery.batch
             delivered = Delivered(
@@ -475,21 +491,44 @@ class Run:
                 state=batch.state,
                 member=batch.member or self.route.member,
                 read=len(batch.records) + len(batch.rejects),
-                written=written,
+                written=sent.written,
                 rejects=batch.rejects,
-                usage=usage,
+                refused=sent.refused,
+                deleted=sent.deleted,
+                usage=sent.usage,
             )
             cancel = await self.checkpoint(delivered) or cancel
+            await self.acknowledge(source, batch.state)
             cancel = cancel or self.stopping()
         return cancel
+
+    async def acknowledge(self, source: Connector, state: State) -> None:
+        """Tell the source a checkpoint holding `state` is committed. Its failure is logged and
+        nothing more: the next acknowledgement covers everything up to a later state."""
+        route = self.route
+
+        def blame(error: BaseException) -> ConnectionFailed:
+            return ConnectionFailed(self.host, route.source, "acknowledge", error)
+
+        try:
+            await self.call(
+                source.acknowledge(route.source_stream, state),
+                "acknowledge",
+                blame,
+                expect=type(None),
+            )
+        except ConnectionFailed as error:
+            log.warning("source.acknowledge_failed", error=redact_text(str(error)))
 
     async def checkpoint(self, delivered: Delivered, stored: State | None = None) -> bool:
         """Commit a delivered batch's checkpoint (`stored`, else the batch's own state), usage
         and dead letters; whether to stop."""
         counts = self.counts
+        rejected = len(delivered.rejects) + len(delivered.refused)
         counts.read += delivered.read
         counts.written += delivered.written
-        counts.rejected += len(delivered.rejects)
+        counts.rejected += rejected
+        counts.deleted += delivered.deleted
         counts.retried += delivered.retried
         counts.batches += 1
         self.last_progress = time.monotonic()
@@ -506,8 +545,14 @@ class Run:
                 self.start.generation,
             ),
             rejects=delivered.rejects,
+            refused=delivered.refused,
         )
-        log.debug("batch.committed", written=delivered.written, rejected=len(delivered.rejects))
+        log.debug(
+            "batch.committed",
+            written=delivered.written,
+            rejected=rejected,
+            deleted=delivered.deleted,
+        )
         await self.host.notify(
             "cohub_batch_committed",
             timeout=self.timeout,
@@ -515,7 +560,7 @@ class Run:
             batch=CommittedBatch(
                 stream=route.source_stream,
                 written=delivered.written,
-                rejected=len(delivered.rejects),
+                rejected=rejected,
                 usage=delivered.usage,
             ),
         )
@@ -531,9 +576,11 @@ class Run:
         usage: list[UsageQuantity] | None = None,
         fingerprint: str = "",
         rejects: list[Reject] | None = None,
+        refused: list[Reject] | None = None,
     ) -> bool:
         """Commit the route's state with the run's counters, and a batch's usage and dead letters
-        if any, in one transaction; whether the run was asked to stop."""
+        (the source's rejects, the records the destination refused) if any, in one transaction;
+        whether the run was asked to stop."""
         route = self.route
         return await commit_batch(
             self.engine,
@@ -548,15 +595,23 @@ class Run:
             usage=usage or [],
             fingerprint=fingerprint,
             rejects=rejects or [],
+            refused=refused or [],
             calendar=self.calendar,
         )
 
-    async def send(self, destination: Connector, batch: Batch) -> tuple[int, list[UsageQuantity]]:
-        """Check, transform and write a batch's records, and measure their usage:
-        (written, usage)."""
+    async def send(self, destination: Connector, batch: Batch) -> Sent:
+        """Check and transform a batch's records, then deliver them and its deletes."""
+        member = batch.member or self.route.member
+        context = self.batch_context(batch.records, member)
+        records = await self._transform(context, batch.records)
+        return await self.deliver(
+            destination, context, msgspec.structs.replace(batch, records=records, member=member)
+        )
+
+    def batch_context(self, records: list[Record], member: str | None) -> BatchContext:
+        """What transforms and meters are told about a batch of `records`, which must be of one
+        record type."""
         route = self.route
-        records, state = batch.records, batch.state
-        member = batch.member or route.member
         kinds = {type(r) for r in records}
         if len(kinds) > 1 or any(not issubclass(k, Record) for k in kinds):
             names = ", ".join(sorted(k.__name__ for k in kinds))
@@ -566,7 +621,7 @@ class Run:
                 "read",
                 TypeError(f"a batch must hold one record type, got {names}"),
             )
-        context = BatchContext(
+        return BatchContext(
             route=route.name,
             run_id=self.info.id,
             member=member,
@@ -575,25 +630,92 @@ class Run:
             destination_stream=route.destination_stream,
             record=records[0].record_name if records else "",
         )
-        records = await self._transform(context, records)
-        written = 0
+
+    async def deliver(self, destination: Connector, context: BatchContext, batch: Batch) -> Sent:
+        """Write the batch's records (transformed already), then mark its deletes deleted, and
+        measure the usage of the records the destination took (those it refused are billed once
+        a replay delivers them)."""
+        records, member = batch.records, batch.member
+        written, refused, refused_keys = 0, [], set()
         if records:
-            outgoing = Batch(
-                records=records, state=state, member=member, generation=self.start.generation
-            )
-            result = await self._call(
-                destination.write(route.destination_stream, outgoing, member),
-                "write",
-                lambda error: ConnectionFailed(self.host, route.destination, "write", error),
-                expect=WriteResult,
-            )
-            written = result.written
+            written, refused, refused_keys = await self._write(destination, batch)
+        deleted = await self._delete(destination, batch.deletes, member) if batch.deletes else 0
+        taken = [r for r in records if r.key not in refused_keys] if refused_keys else records
         # The requests since the previous measured batch, this batch's write included; no await
         # between reading and measuring, so overlapping writes never count a request twice.
         calls = self.counts.api_calls
         context = msgspec.structs.replace(context, api_calls=calls - self.api_calls_measured)
         self.api_calls_measured = calls
-        return written, measure(self.host, context, records, route.meters)
+        return Sent(
+            written=written,
+            refused=refused,
+            deleted=deleted,
+            usage=measure(self.host, context, taken, self.route.meters),
+        )
+
+    async def _write(
+        self, destination: Connector, batch: Batch
+    ) -> tuple[int, list[Reject], set[str]]:
+        """Write the batch's records (not its deletes): (written, the destination's rejects with
+        reasons that name it, their record keys)."""
+        route = self.route
+
+        def blame(error: BaseException) -> ConnectionFailed:
+            return ConnectionFailed(self.host, route.destination, "write", error)
+
+        records = batch.records
+        outgoing = Batch(
+            records=records,
+            state=batch.state,
+            member=batch.member,
+            generation=self.start.generation,
+        )
+        result = await self.call(
+            destination.write(route.destination_stream, outgoing, batch.member),
+            "write",
+            blame,
+            expect=WriteResult,
+        )
+        refused: list[Reject] = []
+        keys: set[str] = set()
+        kind = type(records[0])
+        for reject in result.rejects:
+            if not isinstance(reject, Reject):
+                raise blame(TypeError(f"write rejected a {type(reject).__name__}, not a Reject"))
+            try:
+                keys.add(msgspec.convert(reject.raw, kind, strict=False).key)
+            except (msgspec.ValidationError, TypeError) as error:
+                raise blame(
+                    TypeError(
+                        f"the reject at {reject.position!r} does not hold the refused "
+                        f"{kind.record_name} record (msgspec.to_builtins of it): {error}"
+                    )
+                ) from None
+            reason = refused_reason(route.destination.name, reject.reason)
+            refused.append(msgspec.structs.replace(reject, reason=reason))
+        return result.written, refused, keys
+
+    async def _delete(self, destination: Connector, keys: list[str], member: str | None) -> int:
+        """Mark deleted in the destination the records the source reported deleted. A
+        destination that cannot fails the run: the deletes are never dropped in silence."""
+        route = self.route
+
+        def blame(error: BaseException) -> RunFailed:
+            if isinstance(error, NotImplementedError):
+                plugin = self.host.owner("connector", route.destination.connector)
+                return RunFailed(
+                    f"destination connection {route.destination.name!r} "
+                    f"({route.destination.connector}, plugin {plugin!r}) cannot delete records; "
+                    f"the source reported {len(keys)} deleted in stream {route.source_stream!r}"
+                )
+            return ConnectionFailed(self.host, route.destination, "delete records", error)
+
+        return await self.call(
+            destination.delete(route.destination_stream, list(keys), member),
+            "delete",
+            blame,
+            expect=int,
+        )
 
     async def _transform(self, context: BatchContext, records: list[Record]) -> list[Record]:
         transforms = self.host.transforms()
@@ -613,7 +735,7 @@ class Run:
             except Exception as error:
                 raise blame(error) from error
             if inspect.isawaitable(result):
-                result = await self._call(result, "the transform", blame, expect=list)
+                result = await self.call(result, "the transform", blame, expect=list)
             if not isinstance(result, list):
                 raise blame(TypeError(f"returned {type(result).__name__}, not a list"))
             records = result
