@@ -5,6 +5,7 @@ what is wrong."""
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import tempfile
@@ -362,6 +363,14 @@ async def test_check_passes_with_the_right_key_and_host_key(sshd, tmp_path):
     by_fingerprint = connector(sshd, inbox)
     await by_fingerprint.check()
     await by_fingerprint.close()
+
+
+async def test_a_private_key_stored_base64_on_one_line_is_read(sshd, tmp_path):
+    one_line = base64.b64encode(sshd.client_key.encode()).decode()
+    source = connector(sshd, tmp_path, secrets={"private_key": one_line})
+
+    await source.check()
+    await source.close()
 
 
 async def test_check_names_a_key_the_server_refuses(sshd, tmp_path):

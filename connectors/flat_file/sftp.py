@@ -10,6 +10,8 @@ the server and never a secret.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import os
 import socket
@@ -92,6 +94,10 @@ class SftpFolder:
             )
         keys = None
         if private_key:
+            if not private_key.lstrip().startswith("-----BEGIN"):
+                # `cohub secrets set` stores one line: the key file base64-encoded on one line.
+                with contextlib.suppress(ValueError, UnicodeDecodeError):
+                    private_key = base64.b64decode(private_key, validate=True).decode()
             try:
                 keys = [
                     asyncssh.import_private_key(
