@@ -201,3 +201,37 @@ async def test_a_mapping_field_is_stored_as_json(destination):
         row = (await conn.execute(select(table))).mappings().one()
     assert row["external_ids"] == {"servicenow": "INC0012345", "district": "T-88"}
     assert row["priority"] == 3
+
+
+async def test_delete_marks_the_members_rows_deleted_once_and_counts_the_keys_found(destination):
+    lines = [pay_line(1, "2650.00", OCT_15), pay_line(2, "10.00", OCT_15)]
+    batch = sdk.Batch(records=lines, state={})
+    await destination.write("pay_lines", batch, "eastview")
+    await destination.write("pay_lines", batch, "millbrook")
+
+    found = await destination.delete(
+        "pay_lines", ["EA-2026-20|E1|1", "EA-2026-20|E9|1"], "eastview"
+    )
+    first = await stored(destination)
+    again = await destination.delete("pay_lines", ["EA-2026-20|E1|1"], "eastview")
+
+    assert (found, again) == (1, 1)
+    assert await stored(destination) == first  # the first mark keeps its time
+    marked = [(r["member"], r["record_key"]) for r in first if r["deleted_at"] is not None]
+    assert marked == [("eastview", "EA-2026-20|E1|1")]
+
+
+async def test_a_deleted_record_written_again_is_no_longer_marked_deleted(destination):
+    batch = sdk.Batch(records=[pay_line(1, "2650.00", OCT_15)], state={})
+    await destination.write("pay_lines", batch, "eastview")
+    await destination.delete("pay_lines", ["EA-2026-20|E1|1"], "eastview")
+
+    await destination.write(
+        "pay_lines", sdk.Batch(records=[pay_line(1, "2700.00", OCT_16)], state={}), "eastview"
+    )
+
+    assert [r["deleted_at"] for r in await stored(destination)] == [None]
+
+
+async def test_deleting_from_a_stream_never_written_finds_nothing(destination):
+    assert await destination.delete("pay_lines", ["EA-2026-20|E1|1"], "eastview") == 0
