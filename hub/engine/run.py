@@ -451,10 +451,16 @@ class Run:
                     # What was written before the failure keeps its checkpoints.
                     await self._commit(source, writing_now, len(writing_now))
                     raise item.error
+                # Deletes neither overtake an earlier batch's writes nor are overtaken by a
+                # later one's: a batch carrying them is written alone.
+                alone = bool(item.deletes)
+                if alone and await self._commit(source, writing_now, len(writing_now)):
+                    return "cancelled"
                 write = asyncio.create_task(self.send(destination, item))
                 writing_now.append(Delivery(item, state, write))
                 state = item.state
-                if await self._commit(source, writing_now, len(writing_now) - limit + 1):
+                in_flight = 1 if alone else limit
+                if await self._commit(source, writing_now, len(writing_now) - in_flight + 1):
                     await self._commit(source, writing_now, len(writing_now))
                     return "cancelled"
             cancel = await self._commit(source, writing_now, len(writing_now))
