@@ -120,7 +120,7 @@ async def served_hub(
     if not key_file(runtime.home).exists():
         create_key_file(key_file(runtime.home))
     if sync:
-        await apply_and_sync(runtime, config_dir)
+        await apply_and_sync(runtime, config_dir, only=None)
     else:
         from hub.apply import apply
         from hub.config import load_config

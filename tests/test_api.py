@@ -261,7 +261,7 @@ async def test_lists_page_through_everything_once(hub):
         if cursor is None:
             break
     everything = [r["id"] for r in (await hub.call("GET", "/runs")).body["items"]]
-    assert seen == everything == sorted(everything, reverse=True) and len(seen) == 3
+    assert seen == everything == sorted(everything, reverse=True) and len(seen) == 11
     names = [m["code"] for m in (await hub.call("GET", "/members?limit=2")).body["items"]]
     assert names == ["eastview", "harbor-falls"]
 
@@ -472,7 +472,10 @@ async def test_usage_is_read_and_posted_once(hub):
         json={"events": [event, {**event, "meter": "smiles"}]},
     )
     assert (bad.status, bad.body["error"]["field"]) == (422, "events.1")
-    usage = await hub.call("GET", f"/usage?member=eastview&meter=records_synced&period={month()}")
+    usage = await hub.call(
+        "GET",
+        f"/usage?member=eastview&service=cbo-payroll&meter=records_synced&period={month()}",
+    )
     [row] = usage.body["items"]
     assert Decimal(row["quantity"]) == Decimal("53.5")  # 51 synced records and the posted 2.5
     own = await hub.call("GET", "/usage?by=day", as_="eastview")

@@ -91,14 +91,26 @@ def test_demo_twice_writes_no_duplicate_rows_and_no_duplicate_usage(tmp_path):
     usage = cohub("usage", "--meter", "records_synced", "--format", "csv", cwd=tmp_path).stdout
     assert usage.splitlines() == [
         "member,service,meter,quantity,unit,aggregation",
+        "eastview,cbo-accounting,records_synced,10,record,sum",  # not 1E+1
         "eastview,cbo-payroll,records_synced,51,record,sum",
+        "eastview,cbo-personnel,records_synced,19,record,sum",
+        "harbor-falls,cbo-accounting,records_synced,17,record,sum",
         "harbor-falls,cbo-payroll,records_synced,42,record,sum",
+        "harbor-falls,cbo-personnel,records_synced,16,record,sum",
+        "millbrook,cbo-accounting,records_synced,10,record,sum",
         "millbrook,cbo-payroll,records_synced,39,record,sum",
     ]
     import sqlite3
 
-    with sqlite3.connect(tmp_path / ".cohub" / "cbo_payroll.db") as db:
-        assert db.execute("SELECT count(*) FROM pay_lines").fetchone() == (132,)
+    counts = {
+        "cbo_payroll.db": {"pay_lines": 132},
+        "cbo_hr.db": {"employees": 17, "assignments": 18},
+        "cbo_ledger.db": {"journal_entries": 20, "budget_lines": 17},
+    }
+    for database, tables in counts.items():
+        with sqlite3.connect(tmp_path / ".cohub" / database) as db:
+            for table, count in tables.items():
+                assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (count,), table
 
 
 def test_sync_of_an_unknown_route_is_refused_and_exits_1(tmp_path):
@@ -126,7 +138,7 @@ def test_apply_dry_run_prints_the_diff_and_changes_nothing(tmp_path):
     assert result.returncode == 0
     assert "+ member eastview" in result.stdout
     assert "+ cooperative northern-rivers" in result.stdout
-    assert "would apply 13 change(s)" in result.stdout
+    assert "would apply 29 change(s)" in result.stdout
     assert (
         "no changes" not in cohub("apply", "--dry-run", str(REPO / "config"), cwd=tmp_path).stdout
     )
@@ -211,4 +223,7 @@ def test_a_closed_months_statements_go_to_the_accounting_connection_as_invoices(
     # split by RWADA (October is the fourth month: 104,166.67 this month).
     assert invoices[0][:3] == ("eastview", "2026-10-eastview", "northern-rivers")
     assert [row[0] for row in invoices] == ["eastview", "harbor-falls", "millbrook"]
-    assert Decimal(invoices[0][3]) == Decimal("350.00") + Decimal("56.00") + Decimal("32975.18")
+    # And the personnel-records service's monthly base fee (no usage yet).
+    assert Decimal(invoices[0][3]) == (
+        Decimal("350.00") + Decimal("56.00") + Decimal("32975.18") + Decimal("75.00")
+    )

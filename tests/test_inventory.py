@@ -24,7 +24,30 @@ async def test_each_route_names_its_records_pii_its_destination_and_dead_letters
 
     flows = {f.route: f for f in await inventory(runtime.engine, runtime.plugins)}
 
-    assert sorted(flows) == ["eastview-payroll", "harbor-falls-payroll", "millbrook-payroll"]
+    assert sorted(flows) == [
+        "eastview-assignments",
+        "eastview-budget",
+        "eastview-employees",
+        "eastview-payroll",
+        "harbor-falls-assignments",
+        "harbor-falls-budget",
+        "harbor-falls-employees",
+        "harbor-falls-journal",
+        "harbor-falls-payroll",
+        "millbrook-journal",
+        "millbrook-payroll",
+    ]
+    employees = flows["eastview-employees"]
+    assert (employees.source_connector, employees.record) == ("sql_source", "hr.employee")
+    assert employees.pii_fields == [
+        "birth_date",
+        "home_address",
+        "personal_email",
+        "personal_phone",
+        "ssn",
+    ]
+    assert (employees.destination, employees.service) == ("cbo-hr-db", "cbo-personnel")
+    assert flows["harbor-falls-journal"].pii_fields == []
     harbor = flows["harbor-falls-payroll"]
     assert (harbor.member, harbor.service) == ("harbor-falls", "cbo-payroll")
     assert harbor.member_name == "Harbor Falls City School District"
@@ -65,11 +88,12 @@ def test_cohub_data_inventory_prints_json_csv_and_a_table(tmp_path):
 
     assert as_json.returncode == as_csv.returncode == table.returncode == 0, as_json.stderr
     flows = json.loads(as_json.stdout)
-    assert [f["member"] for f in flows] == ["eastview", "harbor-falls", "millbrook"]
-    assert flows[1]["pii_fields"] == ["bank_account", "ssn"]
-    rows = list(csv.DictReader(io.StringIO(as_csv.stdout)))
-    assert rows[1]["route"] == "harbor-falls-payroll"
-    assert rows[1]["pii_fields"] == "bank_account;ssn"
-    assert rows[1]["dead_letters_open"] == "2"
+    assert [f["member"] for f in flows] == ["eastview"] * 4 + ["harbor-falls"] * 5 + ["millbrook"] * 2
+    harbor = next(f for f in flows if f["route"] == "harbor-falls-payroll")
+    assert harbor["pii_fields"] == ["bank_account", "ssn"]
+    rows = {row["route"]: row for row in csv.DictReader(io.StringIO(as_csv.stdout))}
+    assert rows["harbor-falls-payroll"]["pii_fields"] == "bank_account;ssn"
+    assert rows["harbor-falls-payroll"]["dead_letters_open"] == "2"
+    assert rows["eastview-employees"]["destination"] == "cbo-hr-db"
     assert "Personal data inventory" in table.stdout
     assert "harbor-falls-payroll" in table.stdout

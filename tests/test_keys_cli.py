@@ -155,9 +155,9 @@ def test_purge_asks_for_confirmation_then_destroys_and_reports(tmp_path, databas
     assert purged.returncode == 0, purged.stderr
     assert "dead letters deleted: 2" in purged.stdout
     assert "vault secrets deleted: 1" in purged.stdout
-    assert "routes disabled: 1" in purged.stdout
+    assert "routes disabled: 5" in purged.stdout  # payroll, personnel and ledger routes
     assert "kept (financial records, no PII):" in purged.stdout
-    assert "0 usage event(s)" not in purged.stdout
+    assert ": 0 usage event(s)" not in purged.stdout
     listed = cohub(*base, "deadletters", "list", "--status", "any", cwd=tmp_path)
     assert "harbor-falls" not in listed.stdout
     again = cohub(*base, "sync", "harbor-falls-payroll", cwd=tmp_path)

@@ -70,7 +70,7 @@ def print_totals(totals: list[UsageTotal], form: str = "table", *, by: str = "to
             "service": t.service,
             "meter": t.meter,
             **({by: t.bucket} if by != "total" else {}),
-            "quantity": str(t.quantity.normalize()) if t.quantity else "0",
+            "quantity": f"{t.quantity.normalize():f}",
             "unit": t.unit,
             "aggregation": t.aggregation,
         }
