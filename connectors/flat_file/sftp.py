@@ -186,7 +186,7 @@ class SftpFolder:
             ) from None
         except asyncssh.SFTPError as error:
             raise sdk.ConnectorError(f"{what} on {self.host}: {error.reason}") from None
-        except (asyncssh.Error, OSError) as error:
+        except (asyncssh.Error, ConnectionError) as error:
             raise sdk.TransientError(
                 f"{self.host}:{self.port} lost the connection: {error}"
             ) from None
