@@ -99,12 +99,13 @@ def test_demo_twice_writes_no_duplicate_rows_and_no_duplicate_usage(tmp_path):
         "harbor-falls,cbo-personnel,records_synced,16,record,sum",
         "millbrook,cbo-accounting,records_synced,10,record,sum",
         "millbrook,cbo-payroll,records_synced,39,record,sum",
+        "millbrook,cbo-personnel,records_synced,14,record,sum",
     ]
     import sqlite3
 
     counts = {
         "cbo_payroll.db": {"pay_lines": 132},
-        "cbo_hr.db": {"employees": 17, "assignments": 18},
+        "cbo_hr.db": {"employees": 24, "assignments": 25},
         "cbo_ledger.db": {"journal_entries": 20, "budget_lines": 17},
     }
     for database, tables in counts.items():
@@ -138,7 +139,7 @@ def test_apply_dry_run_prints_the_diff_and_changes_nothing(tmp_path):
     assert result.returncode == 0
     assert "+ member eastview" in result.stdout
     assert "+ cooperative northern-rivers" in result.stdout
-    assert "would apply 29 change(s)" in result.stdout
+    assert "would apply 32 change(s)" in result.stdout
     assert (
         "no changes" not in cohub("apply", "--dry-run", str(REPO / "config"), cwd=tmp_path).stdout
     )

@@ -84,6 +84,8 @@ async def test_every_run_succeeds_and_reports_counts(runtime, config_dir):
         ("harbor-falls-employees", "succeeded", 8, 8, 0),
         ("harbor-falls-journal", "succeeded", 10, 10, 0),
         ("harbor-falls-payroll", "succeeded", 44, 42, 2),
+        ("millbrook-assignments", "succeeded", 7, 7, 0),
+        ("millbrook-employees", "succeeded", 7, 7, 0),
         ("millbrook-journal", "succeeded", 10, 10, 0),
         ("millbrook-payroll", "succeeded", 39, 39, 0),
     ]
