@@ -43,9 +43,13 @@ def test_the_example_configuration_is_valid(folder):
 
     assert sorted(config.members) == ["eastview", "harbor-falls", "millbrook"]
     assert sorted(config.routes) == [
-        "eastview-payroll",
-        "harbor-falls-payroll",
-        "millbrook-payroll",
+        f"{member}-{flow}"
+        for member, flows in (
+            ("eastview", ["assignments", "budget", "employees", "payroll"]),
+            ("harbor-falls", ["assignments", "budget", "employees", "journal", "payroll"]),
+            ("millbrook", ["assignments", "employees", "journal", "payroll"]),
+        )
+        for flow in flows
     ]
     host = PluginHost([])
     check_against_plugins(config, host.connectors(), host.transforms(), host.meters())
@@ -190,7 +194,8 @@ def test_a_secret_the_connector_does_not_take_is_refused(folder):
         (
             "eastview-payroll.toml",
             "secrets.api_key",
-            "flat_file takes no secret 'api_key' (it takes: none)",
+            "flat_file takes no secret 'api_key' "
+            "(it takes: password, private_key, private_key_passphrase)",
         )
     ]
 
@@ -257,7 +262,7 @@ async def test_a_bad_configuration_applies_nothing_and_exits_2(
     engine = create_engine(database)
     async with engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(members)) == 3
-        assert await conn.scalar(select(func.count()).select_from(routes)) == 3
+        assert await conn.scalar(select(func.count()).select_from(routes)) == 13
     await engine.dispose()
 
 
@@ -272,7 +277,8 @@ async def test_apply_is_idempotent_and_dry_run_shows_the_diff_without_changing_a
 ):
     config = load_config(config_dir)
     first = await apply(runtime.engine, config)
-    assert len(first) == 13  # the cooperative, 3 members, 2 services, 4 connections, 3 routes
+    # the cooperative, 3 members, 4 services, 11 connections, 13 routes
+    assert len(first) == 32
     assert await apply(runtime.engine, config) == []
 
     edit(config_dir / "cooperative.toml", "enrollment = 2140", "enrollment = 2188")
