@@ -13,17 +13,17 @@ Read top to bottom as the Ed-Fi documentation goes:
   ``minChangeVersion`` and ``maxChangeVersion``, and ``{resource}/deletes`` lists what was deleted
   in that window with its natural key (``keyValues``).
 - **writes**: ``POST {resource}`` with the whole resource is an upsert by the resource's natural
-  key (201 created, 200 updated).
+  key (201 created, 200 updated). ``DELETE {resource}/{id}`` deletes by the resource's ``id``,
+  which ``GET {resource}`` with the natural key's fields as query parameters finds.
 
 A read asks which change versions exist, reads the changes after the version the last run
-finished at up to the newest, then the deletes of that window. Its state is
+finished at up to the newest, then the deletes of that window (``Batch.deletes``). Its state is
 ``{"change_version": N}`` once complete; a read cut short resumes with
 ``{"change_version": N, "target": M, "offset": K, "phase": "upserts"|"deletes"}``.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -39,8 +39,6 @@ from hub.sdk.http import (
     OAuth2ClientCredentials,
     Retryable,
 )
-
-log = logging.getLogger("connectors.edfi")
 
 
 class EdFiOptions(ApiOptions, kw_only=True):
@@ -59,6 +57,15 @@ class EdFiOptions(ApiOptions, kw_only=True):
 
 
 @dataclass(frozen=True)
+class Writing:
+    """How a stream is written: canonical record → Ed-Fi resource body to POST, and canonical
+    record key → the natural key's query parameters, to find a resource's id for ``DELETE``."""
+
+    body: Callable[[Any], dict[str, Any]]
+    key_query: Callable[[str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
 class Resource:
     """One Ed-Fi resource as a stream: its path, canonical record and mapping."""
 
@@ -68,8 +75,8 @@ class Resource:
     map: Callable[[dict[str, Any], EdFiOptions], dict[str, Any]]
     #: Natural-key values of a ``/deletes`` entry → the canonical record key.
     deleted_key: Callable[[Mapping[str, Any]], str]
-    #: Canonical record → Ed-Fi resource body, for the streams a connection can write.
-    body: Callable[[Any], dict[str, Any]] | None = None
+    #: For the streams a connection can write.
+    writing: Writing | None = None
 
 
 # --- mapping ---------------------------------------------------------------------------------
@@ -267,6 +274,21 @@ def _assignment_key(keys: Mapping[str, Any]) -> str:
     return f"{keys.get('staffUniqueId')}|{org}:{job_class}|{keys.get('beginDate')}"
 
 
+def _assignment_query(key: str) -> dict[str, Any]:
+    """An `hr.assignment` key (``staff|org:classification|begin date``) as the query for its
+    Ed-Fi assignment association."""
+    staff, rest = key.split("|", 1)
+    position, begin = rest.rsplit("|", 1)
+    org, job_class = position.split(":", 1)
+    return {
+        "staffUniqueId": staff,
+        "educationOrganizationId": org,
+        "staffClassificationDescriptor": "uri://ed-fi.org/StaffClassificationDescriptor#"
+        + job_class,
+        "beginDate": begin,
+    }
+
+
 def _budget_key(keys: Mapping[str, Any]) -> str:
     return f"{keys.get('fiscalYear')}|{keys.get('accountIdentifier')}|{keys.get('asOfDate')}"
 
@@ -282,7 +304,7 @@ RESOURCES: dict[str, Resource] = {
         "Ed-Fi staffs",
         map_staff,
         lambda keys: str(keys.get("staffUniqueId")),
-        staff_body,
+        Writing(staff_body, lambda key: {"staffUniqueId": key}),
     ),
     "assignments": Resource(
         "staffEducationOrganizationAssignmentAssociations",
@@ -290,7 +312,7 @@ RESOURCES: dict[str, Resource] = {
         "Ed-Fi staff assignment associations",
         map_assignment,
         _assignment_key,
-        assignment_body,
+        Writing(assignment_body, _assignment_query),
     ),
     "accounts": Resource(
         "chartOfAccounts",
@@ -433,7 +455,7 @@ class EdFi(sdk.Connector[EdFiOptions]):
                 name=name,
                 record=resource.record,
                 description=f"{resource.description} (/{resource.path})",
-                writable=resource.body is not None,
+                writable=resource.writing is not None,
             )
             for name, resource in RESOURCES.items()
         ]
@@ -521,7 +543,9 @@ class EdFi(sdk.Connector[EdFiOptions]):
                     for item in items
                     if isinstance(item, dict)
                 ]
-                yield self._deletes_batch(stream, keys, position("deletes", first + len(items)))
+                yield sdk.Batch(
+                    records=[], deletes=keys, state=position("deletes", first + len(items))
+                )
         yield sdk.Batch(records=[], state={"change_version": target})
 
     async def deleted_keys(self, stream: str, after: int, upto: int) -> list[str]:
@@ -536,20 +560,6 @@ class EdFi(sdk.Connector[EdFiOptions]):
             ]
         return keys
 
-    def _deletes_batch(self, stream: str, keys: list[str], state: sdk.State) -> sdk.Batch:
-        """A batch carrying deletions. The hub's `Batch` has no field for them yet: until it has
-        one (`deletes`), they are logged, counted and not delivered (see docs/connectors/edfi.md)."""
-        if "deletes" in sdk.Batch.__struct_fields__:
-            return sdk.Batch(records=[], state=state, deletes=keys)  # type: ignore[call-arg]
-        if keys:
-            log.warning(
-                "edfi.deletes_not_delivered: %d %s deleted in Ed-Fi; the hub cannot yet deliver "
-                "deletions",
-                len(keys),
-                stream,
-            )
-        return sdk.Batch(records=[], state=state)
-
     def map_raw(self, stream: str, raw: dict[str, Any]) -> sdk.Record:
         self._stream(stream)
         records, rejects = map_rows(stream, [raw], self.config)
@@ -562,19 +572,44 @@ class EdFi(sdk.Connector[EdFiOptions]):
 
     # write
 
+    def _writing(self, stream: str) -> Writing:
+        writing = self._stream(stream).writing
+        if writing is None:
+            raise sdk.ConnectorConfigError(
+                f"stream {stream!r} cannot be written; writable: "
+                + ", ".join(n for n, r in RESOURCES.items() if r.writing is not None)
+            )
+        return writing
+
     async def write(self, stream: str, batch: sdk.Batch, member: str | None) -> sdk.WriteResult:
         """POST each record to its resource: Ed-Fi upserts by the resource's natural key, so a
         batch written twice leaves the ODS as written once."""
-        resource = self._stream(stream)
-        if resource.body is None:
-            raise sdk.ConnectorConfigError(
-                f"stream {stream!r} cannot be written; writable: "
-                + ", ".join(n for n, r in RESOURCES.items() if r.body is not None)
-            )
+        writing = self._writing(stream)
         path = self._resource_path(stream)
         for record in batch.records:
-            await self.client.request("POST", path, json=resource.body(record), idempotent=True)
+            await self.client.request("POST", path, json=writing.body(record), idempotent=True)
         return sdk.WriteResult(written=len(batch.records))
+
+    async def delete(self, stream: str, keys: list[str], member: str | None) -> int:
+        """DELETE the resource of each key. Ed-Fi deletes by id only, so each is found first by
+        its natural key; one already gone (none found, or 404) counts nothing. Ed-Fi keeps no
+        deleted rows: the resource is gone from the ODS, and listed in its ``/deletes``."""
+        writing = self._writing(stream)
+        path = self._resource_path(stream)
+        deleted = 0
+        for key in keys:
+            found = await self.client.get_json(path, params=writing.key_query(key))
+            for row in found if isinstance(found, list) else ():
+                if not (isinstance(row, dict) and row.get("id")):
+                    continue
+                try:
+                    await self.client.request("DELETE", f"{path}/{row['id']}")
+                except HttpStatusError as error:
+                    if error.status != 404:  # deleted meanwhile
+                        raise
+                    continue
+                deleted += 1
+        return deleted
 
     async def close(self) -> None:
         self._client = None

@@ -17,7 +17,7 @@ from hub import sdk
 from hub.apply import apply
 from hub.config import check_against_plugins, load_config
 from hub.engine.run import run_route
-from hub.model.hr import Employee
+from hub.model.hr import Assignment, Employee
 from hub.plugins import PluginHost
 from hub.sdk.http import close_sessions
 from hub.store.database import create_engine
@@ -200,7 +200,8 @@ async def test_a_second_read_asks_only_for_changes_and_deletes_after_the_last_ve
         if r.startswith("GET /data/v3/ed-fi/staffs?")
     )
     assert again[-1].state == {"change_version": 6}
-    # and the deletion is found by its natural key
+    # and the deletion is delivered by its natural key
+    assert [key for batch in again for key in batch.deletes] == ["S0001"]
     assert await edfi.deleted_keys("employees", 3, 6) == ["S0001"]
     assert any(r.startswith("GET /data/v3/ed-fi/staffs/deletes?") for r in api.requests)
 
@@ -325,6 +326,37 @@ async def test_writing_employees_twice_upserts_by_natural_key(api):
     assert api.rows["staffs"][0]["lastSurname"] == "Jackson"
     with pytest.raises(sdk.ConnectorConfigError, match="cannot be written"):
         await edfi.write("budget_lines", batch, "eastview")
+
+
+async def test_deleting_finds_each_resource_by_natural_key_and_deletes_it_by_id(api):
+    edfi = connector(api)
+    now = datetime.now(UTC)
+    staff_records = [
+        Employee(employee_id=n, first_name="Mary", last_name="Jackson", updated_at=now)
+        for n in ("S0100", "S0101")
+    ]
+    assignment = Assignment(
+        employee_id="S0100",
+        position_id="255901:Teacher",
+        job_class="Teacher",
+        fte=Decimal("0.5"),
+        location="255901",
+        start_date=date(2026, 8, 15),
+        updated_at=now,
+    )
+    await edfi.write("employees", sdk.Batch(records=staff_records, state={}), "eastview")
+    await edfi.write("assignments", sdk.Batch(records=[assignment], state={}), "eastview")
+    [staff_id] = [r["id"] for r in api.rows["staffs"] if r["staffUniqueId"] == "S0100"]
+
+    assert await edfi.delete("assignments", [assignment.key], "eastview") == 1
+    assert await edfi.delete("employees", ["S0100", "S9999"], "eastview") == 1
+    assert await edfi.delete("employees", ["S0100"], "eastview") == 0
+
+    assert [r["staffUniqueId"] for r in api.rows["staffs"]] == ["S0101"]
+    assert api.rows["staffEducationOrganizationAssignmentAssociations"] == []
+    assert f"DELETE /data/v3/ed-fi/staffs/{staff_id}" in api.requests
+    with pytest.raises(sdk.ConnectorConfigError, match="cannot be written"):
+        await edfi.delete("budget_lines", ["x"], "eastview")
 
 
 # --- check ------------------------------------------------------------------------------------
@@ -456,3 +488,33 @@ async def test_a_sync_delivers_staff_dead_letters_bad_ones_and_then_only_changes
     assert again.status == "succeeded", again.error
     assert (again.counts.read, again.counts.written) == (1, 1)
     assert ("S0002", "Augusta") in await stored_employees(database_url)
+
+
+async def test_a_staff_deleted_in_ed_fi_is_marked_deleted_in_the_destination(
+    runtime, config_dir, database_url, api, monkeypatch
+):
+    # given three staff synced to the CBO database
+    monkeypatch.setenv("EDFI_SECRET", SECRET)
+    for n in (1, 2, 3):
+        api.put("staffs", staff(n))
+    await configure_route(runtime, config_dir, api.base_url)
+    first = await run_route(runtime.engine, runtime.plugins, "eastview-staff")
+    assert first.status == "succeeded", first.error
+
+    # when S0002 is deleted in Ed-Fi and the route runs again
+    api.delete("staffs", {"staffUniqueId": "S0002"})
+    again = await run_route(runtime.engine, runtime.plugins, "eastview-staff")
+
+    # then its row is marked deleted, the others are not, and the run counts it
+    assert (again.status, again.counts.read, again.counts.deleted) == ("succeeded", 0, 1)
+    engine = create_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            table = StreamTable("employees", Employee).table
+            rows = await conn.execute(
+                select(table.c.record_key, table.c.deleted_at).order_by(table.c.record_key)
+            )
+            marked = [(key, deleted is not None) for key, deleted in rows]
+    finally:
+        await engine.dispose()
+    assert marked == [("S0001", False), ("S0002", True), ("S0003", False)]

@@ -31,7 +31,8 @@ class StreamSpec(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Reject(msgspec.Struct, frozen=True, kw_only=True):
-    """A source record that could not become a canonical record: bound for dead letters."""
+    """A record bound for dead letters: a source record that could not become a canonical
+    record (`raw` the source record), or one a destination refused (`raw` the record itself)."""
 
     position: str
     reason: str
@@ -61,8 +62,9 @@ class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
     """What a destination did with a batch."""
 
     written: int
-    #: Records the destination refused (the vendor said no, a value it cannot take): they go
-    #: to dead letters with the reason, in the batch's checkpoint transaction.
+    #: Records the destination refused (the vendor said no, a value it cannot take), each with
+    #: `raw` the refused record as `msgspec.to_builtins(record)`: they go to dead letters with
+    #: the reason, in the batch's checkpoint transaction, and a replay writes them again.
     rejects: list[Reject] = msgspec.field(default_factory=list)
 
 

@@ -6,7 +6,10 @@
 - ``GET /changeQueries/v1/availableChangeVersions``;
 - ``GET /data/v3/ed-fi/{resource}`` with ``offset``, ``limit``, ``totalCount``,
   ``minChangeVersion``, ``maxChangeVersion``; ``GET .../{resource}/deletes`` the same;
-- ``POST /data/v3/ed-fi/{resource}`` upserts by natural key (201 created, 200 updated).
+- ``GET /data/v3/ed-fi/{resource}`` with a natural key's fields as query parameters answers
+  the rows holding them;
+- ``POST /data/v3/ed-fi/{resource}`` upserts by natural key (201 created, 200 updated);
+- ``DELETE /data/v3/ed-fi/{resource}/{id}`` deletes (204), or answers 404.
 
 Every resource change bumps one change version counter, as the ODS does. Faults are queued per
 path: `fail_next(path, status, retry_after)`. `forbidden` holds resources answering 403.
@@ -22,6 +25,8 @@ from typing import Any
 from aiohttp import web
 
 DATA = "/data/v3/ed-fi/"
+#: Query parameters that page or window a listing; any other one filters by a natural key field.
+PAGING = frozenset({"offset", "limit", "totalCount", "minChangeVersion", "maxChangeVersion"})
 
 #: The natural key of each resource, for upserts and for ``keyValues`` of deletes.
 NATURAL_KEYS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
@@ -127,6 +132,7 @@ class EdFiApi:
         app.router.add_get(DATA + "{resource}/deletes", self.list_deletes)
         app.router.add_get(DATA + "{resource}", self.list_rows)
         app.router.add_post(DATA + "{resource}", self.upsert)
+        app.router.add_delete(DATA + "{resource}/{id}", self.delete_by_id)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -202,6 +208,16 @@ class EdFiApi:
         low = int(query.get("minChangeVersion", 0))
         high = int(query.get("maxChangeVersion", 2**62))
         selected = [row for row in rows if low <= row[version_of] <= high]
+        wanted = {k: v for k, v in query.items() if k not in PAGING}
+        if wanted:
+            resource = request.match_info["resource"]
+            selected = [
+                row
+                for row in selected
+                if "_raw" not in row
+                and {k: str(v) for k, v in NATURAL_KEYS[resource](row).items() if k in wanted}
+                == wanted
+            ]
         offset = int(query.get("offset", 0))
         limit = int(query.get("limit", 25))
         if limit > self.max_limit:
@@ -235,6 +251,16 @@ class EdFiApi:
             return fault
         resource = request.match_info["resource"]
         return self._window(request, self.deleted[resource], "changeVersion")
+
+    async def delete_by_id(self, request: web.Request) -> web.Response:
+        if fault := self._fault(request) or self._authorized(request):
+            return fault
+        resource, identifier = request.match_info["resource"], request.match_info["id"]
+        for row in self.rows.get(resource, []):
+            if row.get("id") == identifier:
+                self.delete(resource, NATURAL_KEYS[resource](row))
+                return web.Response(status=204)
+        return web.json_response({"message": "Resource not found."}, status=404)
 
     async def upsert(self, request: web.Request) -> web.Response:
         if fault := self._fault(request) or self._authorized(request):
