@@ -110,6 +110,29 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "starts_on": "2024-07-01",
         "ends_on": "2027-06-30",
         "admin_fee_rate": "0.02",
+        "category": "technology",
+        "prices": [
+            {"supplier_part_id": "CB-311", "description": "Chromebook 11", "unit_price": "249.99"}
+        ],
+    },
+    "purchasing.order_acknowledgement": {
+        "updated_at": UPDATED_AT,
+        "acknowledgement_id": "ACK-5001",
+        "po_id": "PO-5001",
+        "vendor_id": "V200",
+        "acknowledged_on": "2024-09-06",
+        "status": "changed",
+        "lines": [{"po_line_number": 1, "status": "backordered", "ships_on": "2024-09-30"}],
+    },
+    "purchasing.ship_notice": {
+        "updated_at": UPDATED_AT,
+        "shipment_id": "SH-77",
+        "po_id": "PO-5001",
+        "vendor_id": "V200",
+        "shipped_on": "2024-09-12",
+        "carrier": "UPSN",
+        "tracking_number": "1Z999AA10123456784",
+        "lines": [{"po_line_number": 1, "quantity": "30"}],
     },
     "purchasing.invoice": {
         "updated_at": UPDATED_AT,
@@ -173,7 +196,9 @@ MONEY_FIELDS: dict[str, set[str]] = {
     "hr.employee": set(),
     "payroll.pay_line": {"amount"},
     "payroll.pay_run": {"gross_amount", "net_amount"},
-    "purchasing.contract": set(),
+    "purchasing.contract": {"prices.unit_price"},
+    "purchasing.order_acknowledgement": {"lines.unit_price"},
+    "purchasing.ship_notice": set(),
     "purchasing.invoice": {
         "total_amount",
         "tax_amount",
@@ -247,7 +272,7 @@ def _field_types(cls: type) -> list[tuple[str, Any]]:
     return found
 
 
-def test_the_registry_holds_exactly_the_fourteen_canonical_records():
+def test_the_registry_holds_exactly_the_sixteen_canonical_records():
     assert list(RECORD_TYPES) == [
         "accounting.account",
         "accounting.budget_line",
@@ -258,8 +283,10 @@ def test_the_registry_holds_exactly_the_fourteen_canonical_records():
         "payroll.pay_run",
         "purchasing.contract",
         "purchasing.invoice",
+        "purchasing.order_acknowledgement",
         "purchasing.purchase_order",
         "purchasing.requisition",
+        "purchasing.ship_notice",
         "purchasing.vendor",
         "ticketing.comment",
         "ticketing.ticket",
@@ -441,8 +468,10 @@ def test_keys_join_the_key_fields_in_order():
         "payroll.pay_run": "PR-2024-17",
         "purchasing.contract": "COOP-2024-17",
         "purchasing.invoice": "V200|INV-88",
+        "purchasing.order_acknowledgement": "V200|ACK-5001",
         "purchasing.purchase_order": "PO-5001",
         "purchasing.requisition": "RQ-3001",
+        "purchasing.ship_notice": "V200|SH-77",
         "purchasing.vendor": "V200",
         "ticketing.comment": "T-42|C-1",
         "ticketing.ticket": "T-42",

@@ -1,4 +1,5 @@
-"""Purchasing records: vendors, requisitions, purchase orders, cooperative contracts, invoices.
+"""Purchasing records: vendors, requisitions, purchase orders, cooperative contracts, order
+acknowledgements, ship notices, invoices.
 
 Orders and invoices follow the segments of ANSI X12 850 (purchase order) and 810 (invoice) and the
 elements of cXML ``OrderRequest`` and ``InvoiceDetailRequest``, so a supplier that speaks either
@@ -133,6 +134,21 @@ class PurchaseOrder(Record, frozen=True, kw_only=True):
     account: AccountCode | None = None
 
 
+AcknowledgementStatus = Annotated[str, msgspec.Meta(pattern="^(accepted|changed|rejected)$")]
+LineAcknowledgement = Annotated[
+    str, msgspec.Meta(pattern="^(accepted|changed|backordered|rejected)$")
+]
+
+
+class ContractPrice(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One item of a contract's price list: what members pay the awarded supplier for it."""
+
+    supplier_part_id: str
+    description: str | None = None
+    unit_of_measure: str = "EA"
+    unit_price: Money
+
+
 class Contract(Record, frozen=True, kw_only=True):
     """One cooperative purchasing contract that members may buy under without their own bid.
 
@@ -147,10 +163,67 @@ class Contract(Record, frozen=True, kw_only=True):
     contract_id: str
     vendor_id: str
     title: str
+    category: str | None = None
     lead_agency: str | None = None
     starts_on: date
     ends_on: date | None = None
     admin_fee_rate: Rate | None = None
+    #: The awarded prices; a line under the contract must cite one of these parts at its price.
+    prices: list[ContractPrice] = msgspec.field(default_factory=list)
+
+
+class AcknowledgementLine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The supplier's answer for one order line, an X12 855 ``ACK`` / cXML ``ConfirmationItem``."""
+
+    po_line_number: int
+    status: LineAcknowledgement = "accepted"
+    quantity: Decimal | None = None
+    unit_price: Money | None = None
+    ships_on: date | None = None
+    note: str | None = None
+
+
+class OrderAcknowledgement(Record, frozen=True, kw_only=True):
+    """A supplier's acknowledgement of a purchase order, an X12 855 / cXML
+    ``ConfirmationRequest``: accepted as ordered, accepted with changes, or rejected
+    (``BAK02`` AC, AD/AE, RJ; cXML ``accept``, ``detail``, ``reject``)."""
+
+    record_name: ClassVar[str] = "purchasing.order_acknowledgement"
+    key_fields: ClassVar[tuple[str, ...]] = ("vendor_id", "acknowledgement_id")
+
+    acknowledgement_id: str
+    po_id: str
+    vendor_id: str
+    acknowledged_on: date
+    status: AcknowledgementStatus = "accepted"
+    lines: list[AcknowledgementLine] = msgspec.field(default_factory=list)
+    note: str | None = None
+
+
+class ShipNoticeLine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One shipped item, an X12 856 item-level ``LIN``/``SN1`` / cXML ``ShipNoticeItem``."""
+
+    po_line_number: int
+    supplier_part_id: str | None = None
+    quantity: Decimal
+    unit_of_measure: str = "EA"
+
+
+class ShipNotice(Record, frozen=True, kw_only=True):
+    """An advance ship notice, an X12 856 / cXML ``ShipNoticeRequest``: what left the
+    supplier's dock for which order, how, and when it should arrive."""
+
+    record_name: ClassVar[str] = "purchasing.ship_notice"
+    key_fields: ClassVar[tuple[str, ...]] = ("vendor_id", "shipment_id")
+
+    shipment_id: str
+    po_id: str
+    vendor_id: str
+    shipped_on: date
+    expected_on: date | None = None
+    carrier: str | None = None
+    tracking_number: str | None = None
+    lines: list[ShipNoticeLine] = msgspec.field(default_factory=list)
 
 
 class Invoice(Record, frozen=True, kw_only=True):
