@@ -68,6 +68,28 @@ class WriteResult(msgspec.Struct, frozen=True, kw_only=True):
     rejects: list[Reject] = msgspec.field(default_factory=list)
 
 
+class Inbound(msgspec.Struct, frozen=True, kw_only=True):
+    """One request a vendor system pushed to the hub's inbound endpoint for a connection (a
+    webhook, a cXML document): its body, its headers with lower-case names, its media type."""
+
+    body: bytes
+    headers: dict[str, str]
+    content_type: str = ""
+
+
+class Received(msgspec.Struct, kw_only=True):
+    """What a connector made of a pushed request: the raw records it carries for `stream`,
+    which the hub keeps and maps with `map_raw` in a run of the routes reading that stream,
+    exactly as a polled read's records (so a bad one becomes a dead letter); and the answer
+    to send back (cXML wants its own ``Response`` document, most webhooks an empty 200)."""
+
+    stream: str | None = None
+    raws: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    status: int = 200
+    reply: bytes = b""
+    reply_type: str = "application/json"
+
+
 class ConnectionContext(msgspec.Struct, frozen=True, kw_only=True):
     """Where a connection lives: its name, its member (None for the cooperative), and the
     configuration folder it was applied from, against which relative paths in options resolve."""
@@ -107,6 +129,12 @@ class Connector(Generic[OptionsT]):
     #: so the destination's own work overlaps the hub's. Only for destinations whose writes of
     #: different batches may run side by side and land in any order.
     concurrent_writes: int = 1
+
+    #: How the hub authenticates a request pushed to this connection before `receive` sees
+    #: it: "hmac", the hub's signature scheme (`hub.api.signatures`) keyed by the connection's
+    #: ``webhook_secret`` secret; or "connector", the connector's own check in `receive` (a
+    #: vendor's signature header, cXML's shared secret), raising AuthError to refuse.
+    inbound_auth: ClassVar[str] = "hmac"
 
     def __init__(self, options: OptionsT, secrets: Mapping[str, str], context: ConnectionContext):
         self.config = options
@@ -172,6 +200,12 @@ class Connector(Generic[OptionsT]):
         """Called once a checkpoint holding `state` is committed: everything read up to it is
         delivered for good, so a source may let go of it (archive a file, ack a message). A
         failure here is logged and retried at the next acknowledgement; it never fails a run."""
+
+    async def receive(self, request: Inbound) -> Received:
+        """Parse (and, with ``inbound_auth = "connector"``, authenticate) one pushed request:
+        the raw records it carries and the answer. Raise BadRecord for a request that cannot
+        be read at all (answered 400), AuthError for one that is not the vendor's (401)."""
+        raise NotImplementedError(f"connector {self.name!r} takes no pushed requests")
 
     async def delete_missing(self, stream: str, member: str | None, generation: int) -> int:
         """Mark deleted every record of `member` in `stream` not written in `generation` (after a
