@@ -107,7 +107,8 @@ def link_of(member: str | None, system: str, ticket_id: str) -> str:
 
 
 def _link_value(raw: Mapping[str, Any], field: str | None) -> str | None:
-    for value in raw.get("CustomFieldValues") or ():
+    values = raw.get("CustomFieldValues")
+    for value in values if isinstance(values, list) else ():
         if isinstance(value, dict) and field and value.get("CustomFieldTypeId") == field:
             return value.get("Value")
     return None

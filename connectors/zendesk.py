@@ -166,26 +166,33 @@ def parse_link(external_id: Any) -> tuple[str, str] | None:
 # --- mapping ---------------------------------------------------------------------------------
 
 
-def _lower(value: Any) -> Any:
+def _lower(value: Any) -> str | None:
     """Event webhooks spell statuses in capitals (``OPEN``); the API in lower case."""
-    return value.lower() if isinstance(value, str) else value
+    return value.lower() if isinstance(value, str) else None
+
+
+def _user(users: Mapping[Any, Mapping[str, Any]], identifier: Any) -> Mapping[str, Any]:
+    found = users.get(identifier) if isinstance(identifier, int | str) else None
+    return found if isinstance(found, dict) else {}
 
 
 def map_ticket(raw: Mapping[str, Any], users: Mapping[Any, Mapping[str, Any]]) -> dict[str, Any]:
     """A Zendesk ticket as `ticketing.ticket` fields; the requester named from `users`."""
-    requester = users.get(raw.get("requester_id")) or {}
+    requester = _user(users, raw.get("requester_id"))
     external = {"zendesk": str(raw.get("id"))}
     linked = parse_link(raw.get("external_id"))
     if linked is not None:
         external[linked[0]] = linked[1]
-    status = STATUSES.get(_lower(raw.get("status")), raw.get("status"))
+    status = STATUSES.get(_lower(raw.get("status")) or "", raw.get("status"))
     requester_id = raw.get("requester_id")
     return {
         "ticket_id": None if raw.get("id") is None else str(raw["id"]),
         "requester": requester.get("name") or (None if requester_id is None else str(requester_id)),
         "requester_email": requester.get("email"),
         "category": raw.get("type"),
-        "priority": PRIORITIES.get(_lower(raw.get("priority")) or "normal", 3),
+        "priority": PRIORITIES.get(_lower(raw.get("priority")) or "normal", 3)
+        if isinstance(raw.get("priority"), str | None)
+        else raw.get("priority"),
         "status": status,
         "subject": raw.get("subject") or raw.get("raw_subject"),
         "description": raw.get("description"),
@@ -203,7 +210,7 @@ def map_comment(
     raw: Mapping[str, Any], ticket_id: Any, users: Mapping[Any, Mapping[str, Any]]
 ) -> dict[str, Any]:
     """A Zendesk ticket comment as `ticketing.comment` fields."""
-    author = users.get(raw.get("author_id")) or {}
+    author = _user(users, raw.get("author_id"))
     return {
         "ticket_id": str(ticket_id),
         "comment_id": None if raw.get("id") is None else str(raw["id"]),

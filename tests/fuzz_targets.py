@@ -23,14 +23,19 @@ registered target then runs under `test_parsers_refuse_or_accept_any_bytes` with
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from hypothesis import strategies as st
 
+from connectors import incident_iq, zendesk
 from connectors.flat_file import FlatFileSource, Mapping, StreamProfile, _decimal
 from hub import sdk
 from hub.model.accounting import ACCOUNT_LAYOUTS
@@ -420,3 +425,71 @@ CXML_SEED = (
 )
 def xml_document(data: bytes) -> None:
     sdk.xml.parse(data)
+
+
+# --- help desks: vendor JSON pages and signed webhooks, through the connectors' mapping ---------
+
+ZENDESK_PAGE = (
+    b'{"tickets": [{"id": 1001, "subject": "Printer", "status": "open", "priority": "high",'
+    b' "requester_id": 7, "created_at": "2026-09-01T12:00:00Z", "updated_at": "2026-09-01T12:05:00Z",'
+    b' "external_id": "eastview:incident_iq:10423"}], "users": [{"id": 7, "name": "Dana"}],'
+    b' "after_cursor": "x", "end_of_stream": true}'
+)
+IIQ_PAGE = (
+    b'{"Items": [{"TicketId": "a", "TicketNumber": 10001, "Subject": "Projector",'
+    b' "CreatedDate": "2026-09-01T12:00:00", "ModifiedDate": "2026-09-01T12:00:00",'
+    b' "WorkflowStep": {"StatusName": "New"}, "For": {"Name": "Dana"}, "IsUrgent": false,'
+    b' "CustomFieldValues": [{"CustomFieldTypeId": "f", "Value": "cooperative:zendesk:1"}]}],'
+    b' "Paging": {"PageIndex": 0, "PageSize": 100, "TotalRows": 1, "PageCount": 1}}'
+)
+
+
+@fuzz_target("zendesk.export_page", refusals=(msgspec.DecodeError,), seeds=[ZENDESK_PAGE])
+def zendesk_export_page(data: bytes) -> None:
+    body = msgspec.json.decode(data)
+    rows = body.get("tickets") if isinstance(body, dict) else None
+    if isinstance(rows, list):
+        users = body.get("users") if isinstance(body.get("users"), list) else []
+        zendesk.map_tickets(
+            rows,
+            {
+                u.get("id"): u
+                for u in users
+                if isinstance(u, dict) and isinstance(u.get("id"), int | str)
+            },
+        )
+
+
+@fuzz_target(
+    "zendesk.webhook", refusals=(sdk.BadRecord,), seeds=[b'{"ticket": {"id": 5}}', ZENDESK_PAGE]
+)
+def zendesk_webhook(data: bytes) -> None:
+    """A body Zendesk signed: whatever it holds is read or refused as a bad record."""
+    desk = zendesk.Zendesk(
+        zendesk.Zendesk.parse_options({"subdomain": "fuzz"}),
+        {"webhook_secret": "s"},
+        sdk.ConnectionContext(connection="fuzz", member=None),
+    )
+    stamp = desk.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    signature = base64.b64encode(hmac.new(b"s", stamp.encode() + data, hashlib.sha256).digest())
+    headers = {
+        "x-zendesk-webhook-signature": signature.decode(),
+        "x-zendesk-webhook-signature-timestamp": stamp,
+    }
+    received = asyncio.run(desk.receive(sdk.Inbound(body=data, headers=headers)))
+    for raw in received.raws:
+        desk.map_raw("tickets", raw)
+
+
+@fuzz_target("incident_iq.ticket_page", refusals=(msgspec.DecodeError,), seeds=[IIQ_PAGE])
+def incident_iq_ticket_page(data: bytes) -> None:
+    body = msgspec.json.decode(data)
+    rows = body.get("Items") if isinstance(body, dict) else None
+    if isinstance(rows, list):
+        sdk.map_objects(
+            sdk.record_type("ticketing.ticket"),
+            rows,
+            lambda raw: incident_iq.map_ticket(raw, "f"),
+            lambda index, raw: f"ticket {index}",
+            "an Incident IQ ticket is an object",
+        )
