@@ -427,6 +427,107 @@ def xml_document(data: bytes) -> None:
     sdk.xml.parse(data)
 
 
+# --- X12: an inbound interchange read by every stream of an x12 connection, 997s sent ---------
+
+X12_SEED = (
+    b"ISA*00*          *00*          *ZZ*ACMESUPPLY     *ZZ*BOCESHUB       *261018*0800*U*00401*"
+    b"000004713*0*P*>~\r\nGS*IN*ACMESUPPLY*BOCESHUB*20261018*0800*4713*X*004010~\r\n"
+    b"ST*810*0001~BIG*20261018*INV-4**PO-2002~IT1*1*10*EA*2.15**VP*MRK-1*PL*1~"
+    b"PID*F****Markers~TDS*2300~TXI*ST*1.5~CTT*1~SE*8*0001~GE*1*4713~IEA*1*000004713~"
+)
+#: Segments near and far from what the four sets and 997s hold, for structured inputs.
+X12_SEGMENTS = [
+    "ST*855*0001",
+    "ST*856*0002",
+    "ST*810*0003",
+    "ST*997*0004",
+    "SE*4*0001",
+    "SE*x*0002",
+    "BAK*00*AC*PO-1*20261016****SO-1*20261016",
+    "BAK*00*ZZ*PO-1*2026",
+    "PO1*1*10*EA*2.15**VP*P-1",
+    "PO1*x*1e9*EACH*NaN",
+    "ACK*IA*10*EA*068*20261020",
+    "ACK*QQ",
+    "BSN*00*SH-1*20261017*1400",
+    "HL*1**S",
+    "HL*2*1*O",
+    "HL*3*2*I",
+    "PRF*PO-1",
+    "LIN**PL*1*VP*P-1",
+    "LIN**PL*99999999999",
+    "SN1**10*EA",
+    "SN1",
+    "BIG*20261018*INV-1**PO-1",
+    "IT1*1*1*EA*1",
+    "TDS*2300",
+    "TDS*-",
+    "TXI*ST*1.5",
+    "CTT*1",
+    "AK1*PO*1",
+    "AK2*850*0001",
+    "AK5*R*5",
+    "AK9*R*1*1*0",
+    "GE*1*4713",
+    "GS*PR*ACMESUPPLY*BOCESHUB*20261016*0912*1*X*004010",
+    "GS*FA*ACMESUPPLY*BOCESHUB*20261016*0912*2*X*004010",
+    "IEA*1*000004713",
+    "",
+    "*",
+    "\x00",
+]
+
+
+@st.composite
+def _x12_bytes(draw: st.DrawFn) -> bytes:
+    """An ISA from Acme (its separators drawn), then segments from `X12_SEGMENTS` or random
+    text, with the separators swapped in and CR/LF sometimes after the terminator."""
+    element, component, terminator = draw(
+        st.sampled_from([("*", ">", "~"), ("|", "^", "'"), ("!", ":", "\n"), ("*", "*", "~")])
+    )
+    isa = X12_SEED[:106].decode().replace("*", element)[:104] + component + terminator
+    body = draw(
+        st.lists(st.one_of(st.sampled_from(X12_SEGMENTS), st.text(max_size=30)), max_size=25)
+    )
+    end = terminator + draw(st.sampled_from(["", "\r\n", "\n"]))
+    text = isa + end.join(segment.replace("*", element) for segment in body)
+    return text.encode("utf-8", "replace")
+
+
+@fuzz_target(
+    "x12.interchange",
+    refusals=(sdk.ConnectorError,),
+    seeds=[X12_SEED, X12_SEED.replace(b"*", b"|"), X12_SEED[:120], X12_SEED.replace(b"~", b"\n")],
+    inputs=_x12_bytes(),
+)
+def x12_interchange(data: bytes) -> None:
+    from connectors.x12 import X12Connector
+
+    with tempfile.TemporaryDirectory() as folder:
+        for name in ("in", "out"):
+            (Path(folder) / name).mkdir()
+        (Path(folder) / "in" / "interchange.x12").write_bytes(data)
+        raw = {
+            "sender_id": "BOCESHUB",
+            "receiver_id": "ACMESUPPLY",
+            "inbound_folder": "in",
+            "outbound_folder": "out",
+            "max_file_bytes": 1 << 20,
+        }
+        context = sdk.ConnectionContext(connection="fuzz", member="eastview", base_dir=folder)
+        connector = X12Connector(X12Connector.parse_options(raw), {}, context)
+
+        async def read() -> None:
+            for stream in ("purchase_orders", "acknowledgements", "ship_notices", "invoices"):
+                async for batch in connector.read(stream, None):
+                    for reject in batch.rejects:
+                        assert reject.reason and reject.position, reject
+                    await connector.acknowledge(stream, batch.state)
+            await connector.close()
+
+        asyncio.run(read())
+
+
 # --- help desks: vendor JSON pages and signed webhooks, through the connectors' mapping ---------
 
 ZENDESK_PAGE = (
@@ -493,3 +594,8 @@ def incident_iq_ticket_page(data: bytes) -> None:
             lambda index, raw: f"ticket {index}",
             "an Incident IQ ticket is an object",
         )
+
+
+# --- cXML: documents a supplier or a browser posts (the target lives in tests/test_cxml.py) ---
+
+import tests.test_cxml  # noqa: E402, F401

@@ -909,3 +909,18 @@ async def test_over_sftp_an_850_is_published_and_a_997_answers_the_suppliers_inv
         answer = files(remote / "out", "997")[0].read_text()
         assert "~AK1*IN*1~AK2*810*0001~AK5*A~AK9*A*1*1*1~" in answer
         assert [p.name for p in files(remote / "done")] == ["inv.x12"]
+
+
+async def test_a_997_echoes_only_safe_characters_of_what_the_partner_sent(tmp_path):
+    buyer = connector(tmp_path)
+    # Acme separates elements with | and a date holds our separator *.
+    sets = "ST*855*0001~BAK*00*AD*PO-1*2026@10@16~PO1*1~SE*4*0001~"
+    text = interchange_text(sets).replace("*", "|").replace("@", "*")
+    (tmp_path / "to_hub" / "acks.x12").write_text(text)
+
+    [batch] = await read_all(buyer, "acknowledgements")
+
+    assert batch.rejects[0].reason.startswith("BAK04 (segment 2 of the set): '2026*10*16'")
+    answer = files(tmp_path / "to_acme")[0].read_text()
+    validate(answer)
+    assert "~AK4*4**8*20261016~AK5*R*5~" in answer

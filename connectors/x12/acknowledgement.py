@@ -5,8 +5,8 @@ What we read is summed up per group as plain JSON (`group_result`), kept in the 
 until the checkpoint is committed; `build_997` turns that summary into the 997's body then. So
 the 997 goes out only once the documents it accepts are safely stored, and says exactly what the
 reader decided: AK2/AK5 per set (A, or R with AK3/AK4 naming the segment and element where
-known), AK9 for the group (A all accepted, E... never: a set is taken or not, P some accepted,
-R none).
+known), AK9 for the group (A all accepted, P some, R none or an envelope error; E is never
+sent, since a set is either stored or a dead letter).
 """
 
 from __future__ import annotations
@@ -17,11 +17,21 @@ from connectors.x12.documents import SegmentError
 from connectors.x12.envelope import Group, Interchange, Segment, TransactionSet
 
 
+def _safe(text: str, limit: int) -> str:
+    """A value the partner sent, made safe to echo in our 997 whatever our separators: letters,
+    digits and ``-./ `` only (its own separators may be ours), cut to the element's size."""
+    kept = "".join(c for c in text if c.isascii() and (c.isalnum() or c in "-./ "))
+    return kept.strip()[:limit] or "0"
+
+
 def set_result(
     transaction_set: TransactionSet, error: SegmentError | None, reason: str | None
 ) -> dict[str, Any]:
     """One set's verdict for the 997: accepted, or rejected with the codes and the reason."""
-    result: dict[str, Any] = {"set": transaction_set.set_id, "control": transaction_set.control}
+    result: dict[str, Any] = {
+        "set": _safe(transaction_set.set_id, 3),
+        "control": _safe(transaction_set.control, 9),
+    }
     if error is None and reason is None:
         return result | {"status": "A"}
     result |= {"status": "R", "code": transaction_set.ak5_code or "5", "reason": reason}
@@ -35,7 +45,7 @@ def set_result(
             result["element"] = {
                 "position": error.element,
                 "code": error.element_code,
-                "value": error.value[:99],
+                "value": _safe(error.value, 99),
             }
     return result
 
@@ -52,8 +62,8 @@ def group_result(
     else:
         status = "P" if accepted else "R"
     return {
-        "functional_id": group.functional_id,
-        "control": group.control,
+        "functional_id": _safe(group.functional_id, 2),
+        "control": _safe(group.control, 9),
         "declared": group.declared_sets if group.declared_sets is not None else len(group.sets),
         "received": len(group.sets),
         "accepted": accepted if status != "R" else 0,
