@@ -405,11 +405,19 @@ class StreamPlan:
 Converter = Callable[[Any], Any]
 
 
+#: JSON text of a list or table column, fractions as exact decimals.
+_JSON = msgspec.json.Decoder(float_hook=Decimal)
+
+
 def _converter(hint: Any, aware: Converter) -> Converter:
     """How a view value becomes a field value: numbers of a text field as text, floats of a
     decimal field through their shortest text (never binary noise), naive datetimes in the
-    stream's zone (`aware`)."""
+    stream's zone (`aware`), JSON text of a list or table field decoded."""
     kinds = sdk.field_types(hint)
+    if kinds & {list, dict}:
+        # Order lines and the like come aggregated as JSON (json_agg, JSON_ARRAYAGG, FOR JSON),
+        # as text where the driver does not decode it; fractions stay exact.
+        return lambda v: _JSON.decode(v) if isinstance(v, str | bytes) else v
     if datetime in kinds:
         return aware
     if Decimal in kinds:

@@ -1,11 +1,13 @@
 """The hub's own plugin: the meters every run records (`records_synced` here, the domain and run
-meters of `hub.meters`) and the ``env:`` secret resolver."""
+meters of `hub.meters`), the cooperative-contract check transform (`hub.contracts`) and the
+``env:`` secret resolver."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
 
+from hub.contracts import CONTRACT_CHECK
 from hub.hookspecs import hookimpl
 from hub.meters import DOMAIN_METERS
 from hub.model import Record
@@ -30,6 +32,11 @@ def cohub_register_meters(register):
     register(RECORDS_SYNCED)
     for meter in DOMAIN_METERS:
         register(meter)
+
+
+@hookimpl
+def cohub_register_transforms(register):
+    register(CONTRACT_CHECK)
 
 
 @hookimpl

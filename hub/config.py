@@ -20,6 +20,7 @@ import msgspec
 
 from hub.billing.periods import FiscalCalendar, PeriodError
 from hub.billing.plans import BillingPlans, plan_problems
+from hub.contracts import CatalogError, load_catalog
 from hub.schedule import schedule_problems
 
 CODE = r"^[a-z0-9][a-z0-9_-]*$"
@@ -537,6 +538,11 @@ def load_config(directory: str | Path) -> HubConfig:
         )
         for key, reason in plan_problems(billing or BillingPlans(), member_names, service_names):
             issues.add(billing_file, key, reason)
+    try:
+        load_catalog(root)
+    except CatalogError as error:
+        for file, key, reason in error.problems:
+            issues.add(file, key, reason)
 
     if issues.issues or None in (cooperative, plugins, billing, worker, retention):
         raise ConfigError(issues.issues)

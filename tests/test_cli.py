@@ -100,6 +100,7 @@ def test_demo_twice_writes_no_duplicate_rows_and_no_duplicate_usage(tmp_path):
         "millbrook,cbo-accounting,records_synced,10,record,sum",
         "millbrook,cbo-payroll,records_synced,39,record,sum",
         "millbrook,cbo-personnel,records_synced,14,record,sum",
+        "millbrook,shared-helpdesk,records_synced,8,record,sum",
     ]
     import sqlite3
 
@@ -107,6 +108,7 @@ def test_demo_twice_writes_no_duplicate_rows_and_no_duplicate_usage(tmp_path):
         "cbo_payroll.db": {"pay_lines": 132},
         "cbo_hr.db": {"employees": 24, "assignments": 25},
         "cbo_ledger.db": {"journal_entries": 20, "budget_lines": 17},
+        "cbo_helpdesk.db": {"tickets": 8},
     }
     for database, tables in counts.items():
         with sqlite3.connect(tmp_path / ".cohub" / database) as db:
@@ -139,7 +141,7 @@ def test_apply_dry_run_prints_the_diff_and_changes_nothing(tmp_path):
     assert result.returncode == 0
     assert "+ member eastview" in result.stdout
     assert "+ cooperative northern-rivers" in result.stdout
-    assert "would apply 32 change(s)" in result.stdout
+    assert "would apply 37 change(s)" in result.stdout
     assert (
         "no changes" not in cohub("apply", "--dry-run", str(REPO / "config"), cwd=tmp_path).stdout
     )

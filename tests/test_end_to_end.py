@@ -88,6 +88,7 @@ async def test_every_run_succeeds_and_reports_counts(runtime, config_dir):
         ("millbrook-employees", "succeeded", 7, 7, 0),
         ("millbrook-journal", "succeeded", 10, 10, 0),
         ("millbrook-payroll", "succeeded", 39, 39, 0),
+        ("millbrook-tickets", "succeeded", 8, 8, 0),
     ]
 
 

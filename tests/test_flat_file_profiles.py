@@ -214,3 +214,40 @@ async def test_budget_lines_keep_the_account_code_as_written_and_split(tmp_path)
 
     assert (line.key, line.amount) == ("2027|A2110.150-00-0000|adopted", Decimal("1250000.00"))
     assert (line.account.fund, line.account.function, line.account.object) == ("A", "2110", "150")
+
+
+async def test_a_value_table_turns_an_exports_codes_into_record_values_and_back(tmp_path):
+    profile = {
+        "record": "hr.employee",
+        "columns": {
+            "employee_id": "Emp",
+            "first_name": "First",
+            "last_name": "Last",
+            "status": "Status",
+            "updated_at": "Changed",
+        },
+        "values": {"status": {"A": "active", "L": "on_leave", "R": "retired"}},
+    }
+    people = await read(
+        tmp_path,
+        "Emp,First,Last,Status,Changed\n"
+        "E1,Ana,Ruiz,A,2026-10-01T08:00:00Z\n"
+        "E2,Bo,Lind,L,2026-10-01T08:00:00Z\n"
+        "E3,Cy,Oda,terminated,2026-10-01T08:00:00Z\n",  # not in the table: taken as it is
+        profile,
+    )
+    assert [p.status for p in people] == ["active", "on_leave", "terminated"]
+
+    out = tmp_path / "out"
+    out.mkdir()
+    context = sdk.ConnectionContext(connection="w", member="eastview", base_dir=str(out))
+    options = {"folder": str(out), "streams": {"s": {**profile, "file_name": "{batch}.csv"}}}
+    writer = FlatFileConnector(FlatFileConnector.parse_options(options), {}, context)
+    await writer.write("s", sdk.Batch(records=people, state={}, generation=1), "eastview")
+    [written] = out.glob("*.csv")
+    assert [line.split(",")[3] for line in written.read_text().splitlines()] == [
+        "Status",
+        "A",
+        "L",
+        "terminated",
+    ]

@@ -43,6 +43,7 @@ def test_builtin_connectors_load_through_the_entry_points_a_vendor_uses():
         "meter:purchase_order_volume",
         "meter:api_calls",
         "meter:run_minutes",
+        "transform:contract_check",
     ]
     assert host.failures == []
 

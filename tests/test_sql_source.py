@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -543,3 +544,68 @@ async def test_with_a_lookback_a_resumed_read_skips_the_tied_rows_already_delive
     assert ids(rest) == ["E3", "E4", "E5"]
     assert ids(idle) == []
     assert sorted(rest[-1].state["recent"]) == ["E1", "E2", "E3", "E4", "E5"]
+
+
+# -- lines aggregated as JSON ----------------------------------------------------------------------
+
+#: How each database aggregates an order's lines into one JSON column of its reporting view.
+ORDER_VIEWS = {
+    "sqlite": "json_group_array(json_object('line_number', l.line_no, 'description', l.descr, "
+    "'quantity', l.qty, 'unit_price', l.price, 'amount', l.amount))",
+    "postgresql": "json_agg(json_build_object('line_number', l.line_no, 'description', l.descr, "
+    "'quantity', l.qty, 'unit_price', l.price, 'amount', l.amount) ORDER BY l.line_no)",
+    "mysql": "JSON_ARRAYAGG(JSON_OBJECT('line_number', l.line_no, 'description', l.descr, "
+    "'quantity', l.qty, 'unit_price', l.price, 'amount', l.amount))",
+}
+
+
+async def test_order_lines_aggregated_as_json_become_exact_nested_lines(erp_url):
+    backend = make_url(erp_url).get_backend_name()
+    engine = create_engine(erp_url)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE po_hdr (po_no VARCHAR(20) PRIMARY KEY, "
+                                "vendor VARCHAR(20), ordered DATE, total NUMERIC(12,2), "
+                                "changed TIMESTAMP)"))  # fmt: skip
+        await conn.execute(text("CREATE TABLE po_ln (po_no VARCHAR(20), line_no INTEGER, "
+                                "descr VARCHAR(80), qty NUMERIC(12,3), price NUMERIC(12,2), "
+                                "amount NUMERIC(12,2))"))  # fmt: skip
+        await conn.execute(
+            text("INSERT INTO po_hdr VALUES ('PO-1', 'V200', '2026-10-01', 1169.96, "
+                 "'2026-10-01 09:00:00'), ('PO-2', 'V200', '2026-10-02', 0.10, "
+                 "'2026-10-02 09:00:00')")
+        )  # fmt: skip
+        await conn.execute(
+            text("INSERT INTO po_ln VALUES ('PO-1', 1, 'Chromebook', 4, 289.99, 1159.96), "
+                 "('PO-1', 2, 'Stylus', 1, 10.00, 10.00), ('PO-2', 1, 'Clip', 1, 0.10, 0.10)")
+        )  # fmt: skip
+        await conn.execute(
+            text(f"CREATE VIEW po_v AS SELECT h.po_no, h.vendor, h.ordered, h.total, h.changed, "
+                 f"{ORDER_VIEWS[backend]} AS order_lines FROM po_hdr h JOIN po_ln l ON l.po_no = h.po_no "
+                 "GROUP BY h.po_no, h.vendor, h.ordered, h.total, h.changed")
+        )  # fmt: skip
+    await engine.dispose()
+    connector = source(
+        erp_url,
+        table="po_v",
+        record="purchasing.purchase_order",
+        columns={
+            "po_id": "po_no",
+            "vendor_id": "vendor",
+            "order_date": "ordered",
+            "total_amount": "total",
+            "lines": "order_lines",
+        },
+        updated_column="changed",
+        key_columns=["po_no"],
+    )
+
+    batches = await read_all(connector)
+
+    orders = {r.po_id: r for b in batches for r in b.records}
+    assert [b.rejects for b in batches if b.rejects] == []
+    first = sorted(orders["PO-1"].lines, key=lambda line: line.line_number)
+    assert [(x.quantity, x.unit_price, x.amount) for x in first] == [
+        (Decimal(4), Decimal("289.99"), Decimal("1159.96")),
+        (Decimal(1), Decimal("10.00"), Decimal("10.00")),
+    ]
+    assert orders["PO-2"].lines[0].unit_price == Decimal("0.10")

@@ -59,6 +59,11 @@ class Mapping:
             raise sdk.ConnectorConfigError(
                 f"stream {stream!r}: {profile.record} has no field {unknown[0]!r}"
             )
+        for field in profile.values:
+            if field not in profile.columns:
+                raise sdk.ConnectorConfigError(
+                    f"stream {stream!r}: values names {field!r}, which is no mapped field"
+                )
         for field, places in profile.implied_decimals.items():
             if field not in profile.columns or Decimal not in sdk.field_types(self.hints[field]):
                 raise sdk.ConnectorConfigError(
@@ -88,7 +93,10 @@ class Mapping:
             f.name for f in msgspec.structs.fields(self.record) if f.required
         ) - set(profile.constants)
         self.converters = {
-            name: self._converter(name, self.hints[name], fixed) for name in profile.columns
+            name: _translated(
+                profile.values.get(name), self._converter(name, self.hints[name], fixed)
+            )
+            for name in profile.columns
         }
 
     def _converter(self, field: str, hint: Any, fixed: bool) -> Converter | None:
@@ -216,6 +224,15 @@ def _row_mapper(
     lines.append("    return out")
     exec("\n".join(lines), namespace)
     return namespace["map_row"]
+
+
+def _translated(table: dict[str, str] | None, convert: Converter | None) -> Converter | None:
+    """`convert` after the profile's value table: the file's code becomes the record's value."""
+    if not table:
+        return convert
+    if convert is None:
+        return lambda text: table.get(text, text)
+    return lambda text: convert(table.get(text, text))
 
 
 def _memoized(convert: Converter, limit: int = 4096) -> Converter:

@@ -33,6 +33,10 @@ class StreamProfile(sdk.Options, kw_only=True):
     #: The zone of datetimes written without an offset (IANA name).
     timezone: str = "UTC"
     constants: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Field → {the file's value → the record's}: an export's own codes for a status, a
+    #: priority... (``{ status = { A = "active", L = "on_leave" } }``); a value the table does
+    #: not name is taken as it is. Written files use the table the other way round.
+    values: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
     #: Decimal field → digits after an implied point: ``{ amount = 2 }`` reads ``000012345`` as
     #: 123.45 (and writes it so).
     implied_decimals: dict[str, int] = msgspec.field(default_factory=dict)

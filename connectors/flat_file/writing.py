@@ -45,7 +45,11 @@ class RecordWriter:
         hints = typing.get_type_hints(self.record)
         #: (cell name, field, formatter) in file order; the account code is the `account` field.
         self.cells: list[tuple[str, str, Formatter]] = [
-            (mapping.columns[field], field, self._formatter(field, hints[field]))
+            (
+                mapping.columns[field],
+                field,
+                self._coded(field, self._formatter(field, hints[field])),
+            )
             for field in profile.columns
         ]
         if mapping.account_column:
@@ -75,6 +79,14 @@ class RecordWriter:
         if bool in kinds:
             return lambda value: "true" if value else "false"
         return str
+
+    def _coded(self, field: str, formatter: Formatter) -> Formatter:
+        """`formatter`, then the file's code for the text where the profile's value table has
+        one (the table read the other way round)."""
+        table = {value: code for code, value in self.profile.values.get(field, {}).items()}
+        if not table:
+            return formatter
+        return lambda value: table.get(text := formatter(value), text)
 
     def _account_text(self, account: sdk.AccountCode) -> str:
         return account_text(self.layout_of_accounts, account)

@@ -107,12 +107,13 @@ async def cmd_check(args: argparse.Namespace, runtime: Runtime) -> int:
     if missing:
         raise UsageError(f"no connection {missing[0]!r}; `cohub apply` the configuration first")
     table = Table(title="Connections")
-    for column in ("connection", "connector", "member", "result", "streams"):
+    for column in ("connection", "connector", "member", "result"):
         table.add_column(column, no_wrap=True)
+    table.add_column("streams", overflow="fold")  # a narrow terminal folds these, not the names
     failures: list[tuple[str, str]] = []
     for row in rows:
         result, found = await check_connection(runtime.plugins, row)
-        streams = ", ".join(f"{s.name} ({s.record})" if s.record else s.name for s in found)
+        streams = "\n".join(f"{s.name} ({s.record})" if s.record else s.name for s in found)
         if result != "ok":
             failures.append((row.name, result))
         status = "[green]ok" if result == "ok" else "[red]failed"

@@ -29,8 +29,9 @@ from hub.store.tables import dead_letters, runs, stream_states
 #: This process, as run rows name the holder of a claim; only the holder commits checkpoints.
 WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
-#: Which side of a route refused a dead letter's record (the ``side`` column).
-SOURCE, DESTINATION = "source", "destination"
+#: Which side of a route refused a dead letter's record (the ``side`` column): the source, the
+#: destination, or a transform of the route that held it back (`sdk.Transformed`).
+SOURCE, DESTINATION, HOLD = "source", "destination", "hold"
 
 
 class ClaimLost(Exception):
@@ -50,6 +51,8 @@ class Delivered(msgspec.Struct, frozen=True, kw_only=True):
     usage: list[UsageQuantity]
     #: Records the destination refused, each `raw` the canonical record as it was given.
     refused: list[Reject] = msgspec.field(default_factory=list)
+    #: Records a transform held back, each `raw` the canonical record as it was given to it.
+    held: list[Reject] = msgspec.field(default_factory=list)
     #: Records the destination marked deleted because the source reported them deleted.
     deleted: int = 0
     #: Calls to vendor systems retried while the batch was read and written, where the run's
@@ -121,13 +124,15 @@ async def commit_batch(
     fingerprint: str,
     rejects: Sequence[Reject],
     refused: Sequence[Reject] = (),
+    held: Sequence[Reject] = (),
     calendar: FiscalCalendar | None = None,
 ) -> bool:
-    """Store a delivered batch's checkpoint, usage, dead letters (the source's `rejects` and
-    the records the destination `refused`) and the run's counters at once; return whether the
-    run was asked to stop (`cohub runs cancel`)."""
+    """Store a delivered batch's checkpoint, usage, dead letters (the source's `rejects`, the
+    records the destination `refused` and those a transform `held`) and the run's counters at
+    once; return whether the run was asked to stop (`cohub runs cancel`)."""
     now = datetime.now(UTC)
     letters = [(SOURCE, r) for r in rejects] + [(DESTINATION, r) for r in refused]
+    letters += [(HOLD, r) for r in held]
     # Dead letters are sealed under the member's data key when there is a master key; the key
     # is made (in its own transaction) before this batch's transaction opens.
     keyring = keyring_for(engine) if letters else None

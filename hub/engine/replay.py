@@ -3,7 +3,8 @@
 A source's reject keeps the source row: it is mapped again (`map_raw`) and goes through the
 route's transforms and destination like any batch. A destination's reject keeps the canonical
 record as the destination was given it (transformed already): it is written again as it is.
-A replay is a run of its route (trigger ``replay``); its usage is metered once (keyed by the
+A record a transform held back keeps the record as that transform was given it: it goes through
+the route's transforms again, so whatever held it decides afresh (a contract added since). A replay is a run of its route (trigger ``replay``); its usage is metered once (keyed by the
 dead letters it delivered), and dead letters that still fail keep their place with the new
 reason.
 """
@@ -20,7 +21,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from hub.engine.checkpoint import DESTINATION, SOURCE, save_counts
+from hub.engine.checkpoint import DESTINATION, HOLD, SOURCE, save_counts
 from hub.engine.claims import claim
 from hub.engine.connections import open_connector
 from hub.engine.deadletters import open_raw
@@ -88,7 +89,9 @@ async def _replay_route(
         member = letters[0]["member"]
         mapped = await _mapped(run, source, _of(letters, SOURCE), keyring, failing)
         kept = await _kept(run, source, _of(letters, DESTINATION), keyring, failing)
-        for records, transform in ((mapped, True), (kept, False)):
+        # A held record goes through the transforms again: whatever held it may let it pass now.
+        held = await _kept(run, source, _of(letters, HOLD), keyring, failing)
+        for records, transform in ((mapped, True), (kept, False), (held, True)):
             if not records:
                 continue
             batch = Batch(records=list(records.values()), state={}, member=member)
@@ -98,7 +101,7 @@ async def _replay_route(
                 sent = await run.deliver(
                     destination, run.batch_context(batch.records, member), batch
                 )
-            failing |= _refused_letters(records, sent.refused)
+            failing |= _refused_letters(records, sent.refused + sent.held)
             delivered += [letter for letter in records if letter not in failing]
             usage += sent.usage
             run.counts.written += sent.written

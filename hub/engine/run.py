@@ -43,7 +43,7 @@ from hub.model import Record
 from hub.plugins import PluginHookError, PluginHost, TookTooLong, describe, within
 from hub.redaction import redact_text
 from hub.sdk.connector import Batch, Connector, Reject, State, WriteResult
-from hub.sdk.extensions import BatchContext
+from hub.sdk.extensions import BatchContext, Transformed
 from hub.sdk.lifecycle import CURRENT_RUN, CommittedBatch, RunCounts, RunInfo, UsageQuantity
 from hub.store.database import writing
 from hub.store.tables import runs
@@ -112,6 +112,8 @@ class Sent(msgspec.Struct, frozen=True, kw_only=True):
     refused: list[Reject]
     deleted: int
     usage: list[UsageQuantity]
+    #: Records a transform of the route held back (bound for dead letters).
+    held: list[Reject] = msgspec.field(default_factory=list)
 
 
 class Delivery(msgspec.Struct):
@@ -500,6 +502,7 @@ class Run:
                 written=sent.written,
                 rejects=batch.rejects,
                 refused=sent.refused,
+                held=sent.held,
                 deleted=sent.deleted,
                 usage=sent.usage,
             )
@@ -530,7 +533,7 @@ class Run:
         """Commit a delivered batch's checkpoint (`stored`, else the batch's own state), usage
         and dead letters; whether to stop."""
         counts = self.counts
-        rejected = len(delivered.rejects) + len(delivered.refused)
+        rejected = len(delivered.rejects) + len(delivered.refused) + len(delivered.held)
         counts.read += delivered.read
         counts.written += delivered.written
         counts.rejected += rejected
@@ -552,6 +555,7 @@ class Run:
             ),
             rejects=delivered.rejects,
             refused=delivered.refused,
+            held=delivered.held,
         )
         log.debug(
             "batch.committed",
@@ -583,10 +587,11 @@ class Run:
         fingerprint: str = "",
         rejects: list[Reject] | None = None,
         refused: list[Reject] | None = None,
+        held: list[Reject] | None = None,
     ) -> bool:
         """Commit the route's state with the run's counters, and a batch's usage and dead letters
-        (the source's rejects, the records the destination refused) if any, in one transaction;
-        whether the run was asked to stop."""
+        (the source's rejects, the records the destination refused, those a transform held) if
+        any, in one transaction; whether the run was asked to stop."""
         route = self.route
         return await commit_batch(
             self.engine,
@@ -602,17 +607,20 @@ class Run:
             fingerprint=fingerprint,
             rejects=rejects or [],
             refused=refused or [],
+            held=held or [],
             calendar=self.calendar,
         )
 
     async def send(self, destination: Connector, batch: Batch) -> Sent:
-        """Check and transform a batch's records, then deliver them and its deletes."""
+        """Check and transform a batch's records, then deliver them and its deletes; the records
+        a transform held back go to dead letters instead."""
         member = batch.member or self.route.member
         context = self.batch_context(batch.records, member)
-        records = await self._transform(context, batch.records)
-        return await self.deliver(
+        records, held = await self._transform(context, batch.records)
+        sent = await self.deliver(
             destination, context, msgspec.structs.replace(batch, records=records, member=member)
         )
+        return msgspec.structs.replace(sent, held=held) if held else sent
 
     def batch_context(self, records: list[Record], member: str | None) -> BatchContext:
         """What transforms and meters are told about a batch of `records`, which must be of one
@@ -635,6 +643,7 @@ class Run:
             source_stream=route.source_stream,
             destination_stream=route.destination_stream,
             record=records[0].record_name if records else "",
+            config_dir=route.source.base_dir,
         )
 
     async def deliver(self, destination: Connector, context: BatchContext, batch: Batch) -> Sent:
@@ -723,8 +732,12 @@ class Run:
             expect=int,
         )
 
-    async def _transform(self, context: BatchContext, records: list[Record]) -> list[Record]:
+    async def _transform(
+        self, context: BatchContext, records: list[Record]
+    ) -> tuple[list[Record], list[Reject]]:
+        """The records the route's transforms deliver, and the rejects of those they held."""
         transforms = self.host.transforms()
+        held: list[Reject] = []
         for name in self.route.transforms:
             transform = transforms.get(name)
             owner = self.host.owner("transform", name)
@@ -741,11 +754,24 @@ class Run:
             except Exception as error:
                 raise blame(error) from error
             if inspect.isawaitable(result):
-                result = await self.call(result, "the transform", blame, expect=list)
+                result = await self.call(result, "the transform", blame, expect=(list, Transformed))
+            if isinstance(result, Transformed):
+                held += [_held(name, record, reason) for record, reason in result.held]
+                result = result.records
             if not isinstance(result, list):
                 raise blame(TypeError(f"returned {type(result).__name__}, not a list"))
             records = result
-        return records
+        return records, held
+
+
+def _held(transform: str, record: Record, reason: str) -> Reject:
+    """A record a transform held back, as its dead letter: the record as the transform was
+    given it, and the reason naming the transform."""
+    return Reject(
+        position=f"{record.record_name} {record.key}",
+        reason=f"held by transform {transform!r}: {reason}",
+        raw=msgspec.to_builtins(record),
+    )
 
 
 async def finish(

@@ -42,7 +42,7 @@ from hub.sdk.errors import (
     ConnectorError,
     TransientError,
 )
-from hub.sdk.extensions import BatchContext, Meter, Transform
+from hub.sdk.extensions import BatchContext, Meter, Transform, Transformed
 from hub.sdk.lifecycle import CommittedBatch, RunCounts, RunInfo, UsageQuantity, count_retry
 
 __all__ = [
@@ -73,6 +73,7 @@ __all__ = [
     "State",
     "StreamSpec",
     "Transform",
+    "Transformed",
     "TransientError",
     "UsageQuantity",
     "WriteResult",

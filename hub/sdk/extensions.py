@@ -26,6 +26,9 @@ class BatchContext(msgspec.Struct, frozen=True, kw_only=True):
     #: HTTP requests the run sent (each attempt and token request counted) since the batch
     #: measured before this one; the engine fills it in just before measuring.
     api_calls: int = 0
+    #: The configuration folder the route's source connection was applied from (a transform
+    #: may read the cooperative's own tables there, as `contract_check` reads contracts.toml).
+    config_dir: str = ""
 
 
 #: A meter's measure: what a committed batch used, or None where the meter does not apply. The
@@ -52,10 +55,23 @@ class Meter(msgspec.Struct, frozen=True, kw_only=True):
     once_per_subject: bool = False
 
 
+class Transformed(msgspec.Struct, kw_only=True):
+    """A transform's answer when it holds records back: the records to deliver, and those held
+    with the reason each (they become dead letters; a replay sends them through the route's
+    transforms again, so a transform that holds must give the same answer twice)."""
+
+    records: list[Record]
+    held: list[tuple[Record, str]] = msgspec.field(default_factory=list)
+
+
 #: A transform takes a batch's records and returns the records to deliver (it may drop or replace
-#: some); it may be `async def`. An exception fails the run with a message naming the plugin,
-#: since delivering records a route says must be transformed, untransformed, would be worse.
-TransformFunction = Callable[[BatchContext, list[Record]], list[Record] | Awaitable[list[Record]]]
+#: some), or a `Transformed` holding some back with a reason; it may be `async def`. An exception
+#: fails the run with a message naming the plugin, since delivering records a route says must be
+#: transformed, untransformed, would be worse.
+TransformFunction = Callable[
+    [BatchContext, list[Record]],
+    list[Record] | Transformed | Awaitable[list[Record] | Transformed],
+]
 
 
 class Transform(msgspec.Struct, frozen=True, kw_only=True):

@@ -91,3 +91,57 @@ INSERT INTO gl_budget VALUES
  (2027, 'A9020.800-00-0000', 'adopted', 1980000.00, '2026-06-18 16:00:00'),
  (2027, 'A2110.150-00-0000', 'amended-1', 9902750.00, '2026-10-08 10:30:00'),
  (2027, 'A2250.150-00-0000', 'amended-1', 2367500.00, '2026-10-08 10:30:00');
+
+-- Purchasing: orders and their lines; the view gives each order with its lines as JSON, as
+-- the district's reports do (PostgreSQL would use json_agg).
+CREATE TABLE po_header (
+    po_no TEXT PRIMARY KEY,
+    vendor_code TEXT NOT NULL,
+    po_date DATE NOT NULL,
+    status TEXT NOT NULL,
+    buyer TEXT,
+    ship_to TEXT,
+    total TEXT NOT NULL,
+    changed_at TIMESTAMP NOT NULL
+);
+
+CREATE TABLE po_line (
+    po_no TEXT NOT NULL REFERENCES po_header (po_no),
+    line_no INTEGER NOT NULL,
+    item_no TEXT,
+    description TEXT NOT NULL,
+    qty TEXT NOT NULL,
+    uom TEXT NOT NULL,
+    unit_cost TEXT NOT NULL,
+    extended TEXT NOT NULL,
+    gl_account TEXT,
+    contract_no TEXT,
+    PRIMARY KEY (po_no, line_no)
+);
+
+CREATE VIEW rpt_purchase_orders AS
+SELECT h.po_no, h.vendor_code, h.po_date, h.status, h.buyer, h.ship_to, h.total, h.changed_at,
+       json_group_array(json_object(
+           'line_number', l.line_no, 'supplier_part_id', l.item_no, 'description', l.description,
+           'quantity', l.qty, 'unit_of_measure', l.uom, 'unit_price', l.unit_cost,
+           'amount', l.extended, 'account_code', l.gl_account, 'contract_id', l.contract_no
+       )) AS order_lines
+FROM po_header h JOIN (SELECT * FROM po_line ORDER BY po_no, line_no) l ON l.po_no = h.po_no
+GROUP BY h.po_no, h.vendor_code, h.po_date, h.status, h.buyer, h.ship_to, h.total, h.changed_at;
+
+INSERT INTO po_header VALUES
+ ('EV27-0141', 'techsource', '2026-10-05', 'open', 'K. Hughes', 'Eastview High School', '8752.00', '2026-10-05 10:12:00'),
+ ('EV27-0142', 'techsource', '2026-10-07', 'open', 'M. Anderson', 'Eastview Elementary', '1157.00', '2026-10-07 14:03:00'),
+ ('EV27-0150', 'techsource', '2026-10-12', 'open', 'A. Fischer', 'District Office', '313.00', '2026-10-12 09:40:00'),
+ ('EV27-0153', 'techsource', '2026-10-19', 'open', 'T. Evans', 'Eastview High School', '1445.00', '2026-10-19 11:25:00'),
+ ('EV27-0157', 'techsource', '2026-10-26', 'open', 'L. Chen', 'Eastview Middle School', '2979.50', '2026-10-26 15:50:00');
+
+INSERT INTO po_line VALUES
+ ('EV27-0141', 1, 'CB-311E', 'Chromebook 11 EDU, 4 GB', '28', 'EA', '289.00', '8092.00', 'A2630.200-00-0000', 'NRB-27-TECH'),
+ ('EV27-0141', 2, 'CASE-11', 'Rugged sleeve, 11 inch', '30', 'EA', '22.00', '660.00', 'A2630.450-00-0000', 'NRB-27-TECH'),
+ ('EV27-0142', 1, 'PRJ-LZ5', 'Laser projector, 5000 lm', '1', 'EA', '1135.00', '1135.00', 'A2110.200-00-0000', 'NRB-27-TECH'),
+ ('EV27-0142', 2, 'HDMI-6', 'HDMI cable, 6 ft', '2', 'EA', '11.00', '22.00', 'A2110.450-00-0000', 'NRB-27-TECH'),
+ ('EV27-0150', 1, 'DOC-USBC', 'USB-C dock', '2', 'EA', '96.50', '193.00', 'A1310.200-00-0000', 'NRB-27-TECH'),
+ ('EV27-0150', 2, 'TONER-K', 'Toner, black', '4', 'EA', '30.00', '120.00', 'A1310.450-00-0000', NULL),
+ ('EV27-0153', 1, 'CB-311E', 'Chromebook 11 EDU, 4 GB', '5', 'EA', '289.00', '1445.00', 'A2630.200-00-0000', 'NRB-27-TECH'),
+ ('EV27-0157', 1, 'CB-311E', 'Chromebook 11 EDU, 4 GB', '10', 'EA', '297.95', '2979.50', 'A2630.200-00-0000', 'NRB-27-TECH');
