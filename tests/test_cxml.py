@@ -4,6 +4,7 @@ messages, and a route sending a district's purchase orders, on every backend."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -34,6 +35,7 @@ from hub.sdk.http import close_sessions
 from hub.store.tables import dead_letters
 from hub.vault import create_key_file
 from tests.canaries import plant
+from tests.fuzz_targets import fuzz_target
 from tests.vendor.cxml_supplier import CxmlSupplier
 
 SECRET = plant("cxml-shared-secret-canary-5b1e")
@@ -853,3 +855,47 @@ async def test_a_route_sends_a_districts_orders_to_the_supplier(runtime, config_
             "refused by destination 'officepro': the supplier refused order PO-2 (cXML 400 Bad Request: line 1: unknown SupplierPartID ZZ-0000)",
         )
     ]
+
+
+# --- fuzzing what a supplier or a browser can post (registered in tests/fuzz_targets.py) -------
+
+FUZZ_SECRET = "fuzz-shared-secret"
+FUZZ_SUPPLIER = CxmlSupplier(shared_secret=FUZZ_SECRET, sessions={"s": {"cookie": ""}})
+FUZZ_CXML = Cxml(
+    Cxml.parse_options(
+        {
+            "order_url": "https://supplier.example/cxml",
+            "buyer": {"domain": "NetworkID", "identity": FUZZ_SUPPLIER.buyer_identity},
+            "supplier": {"domain": "NetworkID", "identity": FUZZ_SUPPLIER.identity},
+        }
+    ),
+    {"shared_secret": FUZZ_SECRET},
+    sdk.ConnectionContext(connection="fuzz", member=None),
+)
+FUZZ_SUPPLIER.sessions["s"]["cookie"] = FUZZ_CXML.seal_cookie("session", "user")
+CART = FUZZ_SUPPLIER.cart("s", [("TN-4410", "2"), ("CHR-200", "1")])
+
+
+@fuzz_target(
+    "cxml.receive",
+    refusals=(sdk.BadRecord,),
+    seeds=[
+        FUZZ_SUPPLIER.confirmation("PO-1", "detail", [(1, "accept", "2", "2026-12-01")]),
+        FUZZ_SUPPLIER.ship_notice("SH-1", "PO-1", [(1, "TN-4410", "2")]),
+        FUZZ_SUPPLIER.invoice("INV-1", "PO-1", [(1, "TN-4410", "2", "12.49")], tax="1.00"),
+        CART,
+        FUZZ_SUPPLIER.checkout_form(CART)[0],
+        FUZZ_SUPPLIER.checkout_form(CART, "base64")[0],
+    ],
+)
+def cxml_receive(data: bytes) -> None:
+    """Bytes posted as a document and as a browser's form: always a cXML answer with a
+    status the connector means, and raws that map to records or to a BadRecord."""
+    for media in ("text/xml", "application/x-www-form-urlencoded"):
+        received = asyncio.run(
+            FUZZ_CXML.receive(sdk.Inbound(body=data, headers={}, content_type=media))
+        )
+        assert received.status in (200, 400, 401, 406), received.status
+        assert sdk.xml.parse(received.reply).find("Response/Status") is not None
+        for raw in received.raws:
+            FUZZ_CXML.map_raw(received.stream or "", raw)
