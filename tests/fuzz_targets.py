@@ -599,8 +599,3 @@ def incident_iq_ticket_page(data: bytes) -> None:
 # --- cXML: documents a supplier or a browser posts (the target lives in tests/test_cxml.py) ---
 
 import tests.test_cxml  # noqa: E402, F401
-
-
-# --- cXML: documents a supplier or a browser posts (the target lives in tests/test_cxml.py) ---
-
-import tests.test_cxml  # noqa: E402, F401
