@@ -924,3 +924,17 @@ async def test_a_997_echoes_only_safe_characters_of_what_the_partner_sent(tmp_pa
     answer = files(tmp_path / "to_acme")[0].read_text()
     validate(answer)
     assert "~AK4*4**8*20261016~AK5*R*5~" in answer
+
+
+async def test_two_copies_in_one_read_are_answered_once_and_both_archived(tmp_path):
+    buyer = connector(tmp_path, archive_folder="archive")
+    text = interchange_text(ack_set("0001"))
+    (tmp_path / "to_hub" / "b-copy.x12").write_text(text)
+    (tmp_path / "to_hub" / "a-original.x12").write_text(text)
+
+    batches = [b async for b in buyer.read("acknowledgements", None)]
+    await buyer.acknowledge("acknowledgements", batches[-1].state)
+
+    assert [len(b.records) for b in batches] == [1, 0]
+    assert len(files(tmp_path / "to_acme", "997")) == 1
+    assert [p.name for p in files(tmp_path / "archive")] == ["a-original.x12", "b-copy.x12"]

@@ -542,7 +542,9 @@ class X12Connector(sdk.Connector[X12Options]):
             if entry.get("other") or entry.get("too_big"):
                 continue
             checksum = entry["sha256"]
-            if checksum not in control.read()["acknowledged"]:
+            # A copy of a file already read is archived, never answered: its original's entry
+            # sends the 997 (and marks the checksum) whatever order the entries come in.
+            if not entry.get("duplicate") and checksum not in control.read()["acknowledged"]:
                 sent = []
                 for result in entry.get("groups", []):
                     file_name = await self._publish(
