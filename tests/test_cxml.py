@@ -807,7 +807,7 @@ async def test_a_route_sends_a_districts_orders_to_the_supplier(runtime, config_
         order("PO-3", ("CHR-200", "2", "189.00")),
     ]
     (config_dir / "orders.json").write_text(json.dumps(msgspec.to_builtins(orders)))
-    (config_dir / "connections" / "eastview-orders.toml").write_text(
+    (config_dir / "connections" / "eastview-order-book.toml").write_text(
         'connector = "order_book"\nmember = "eastview"\n[options]\norders = "orders.json"\n'
     )
     addresses = "".join(
@@ -826,7 +826,7 @@ async def test_a_route_sends_a_districts_orders_to_the_supplier(runtime, config_
     )
     with (config_dir / "routes.toml").open("a") as routes:
         routes.write(
-            '\n[routes.eastview-orders]\nsource = "eastview-orders"\nsource_stream = "purchase_orders"\n'
+            '\n[routes.eastview-officepro-orders]\nsource = "eastview-order-book"\nsource_stream = "purchase_orders"\n'
             'destination = "officepro"\ndestination_stream = "purchase_orders"\nservice = "administration"\n'
         )
     runtime.plugins = PluginHost([plugins])
@@ -840,7 +840,7 @@ async def test_a_route_sends_a_districts_orders_to_the_supplier(runtime, config_
     await runtime.store_secrets({"connection.officepro.shared_secret": SECRET}, actor="test")
 
     # when the route runs
-    summary = await run_route(runtime.engine, runtime.plugins, "eastview-orders")
+    summary = await run_route(runtime.engine, runtime.plugins, "eastview-officepro-orders")
 
     # then two orders reached the supplier once each, the refused one is a dead letter
     assert summary.status == "succeeded", summary.error
