@@ -476,13 +476,14 @@ class Cxml(sdk.Connector[CxmlOptions]):
         body = next(iter(wrapper), None) if wrapper is not None else None
         if body is None:
             raise sdk.BadRecord("the cXML document holds no Request or Message")
+        # Who sent it is settled first: only the supplier learns what the hub does not take.
+        self.authenticate(root, secret_required=body.tag != "PunchOutOrderMessage")
         if body.tag not in inbound.STREAM_OF:
             raise Refusal(
                 406,
                 f"{body.tag[:60]} is not taken here; this connection takes "
                 + ", ".join(inbound.STREAM_OF),
             )
-        self.authenticate(root, secret_required=body.tag != "PunchOutOrderMessage")
         common: dict[str, Any] = {
             "document": body.tag,
             "payload_id": root.get("payloadID"),
