@@ -33,7 +33,6 @@ as its subject, and one already on the ticket is not posted again.
 from __future__ import annotations
 
 import html.parser
-import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
@@ -57,7 +56,6 @@ from hub.sdk.http import (
 
 __version__ = "1.0.0"
 
-log = logging.getLogger("connectors.request_tracker")
 
 #: RT's largest page.
 MAX_PAGE = 100
