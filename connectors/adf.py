@@ -27,7 +27,8 @@ def to_text(document: Any) -> str | None:
 
 
 def _inline(node: dict[str, Any]) -> str:
-    kind, attrs = node.get("type"), node.get("attrs") or {}
+    kind, attrs = _kind(node), node.get("attrs")
+    attrs = attrs if isinstance(attrs, dict) else {}
     if kind == "text":
         return str(node.get("text") or "")
     if kind == "hardBreak":
@@ -42,11 +43,17 @@ def _inline(node: dict[str, Any]) -> str:
 
 
 def _children(node: dict[str, Any]) -> list[dict[str, Any]]:
-    return [c for c in node.get("content") or () if isinstance(c, dict)]
+    content = node.get("content")
+    return [c for c in content if isinstance(c, dict)] if isinstance(content, list) else []
+
+
+def _kind(node: dict[str, Any]) -> str:
+    kind = node.get("type")
+    return kind if isinstance(kind, str) else ""
 
 
 def _block(node: dict[str, Any]) -> str:
-    kind = node.get("type")
+    kind = _kind(node)
     children = _children(node)
     if kind in ("bulletList", "orderedList"):
         lines = []
@@ -57,7 +64,7 @@ def _block(node: dict[str, Any]) -> str:
         return "\n".join(lines)
     if kind == "rule":
         return "---"
-    if children and all(c.get("type") in INLINE for c in children):
+    if children and all(_kind(c) in INLINE for c in children):
         return "".join(_inline(c) for c in children)
     if kind in INLINE:
         return _inline(node)

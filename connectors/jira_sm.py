@@ -147,6 +147,10 @@ def _minute(moment: datetime | None) -> datetime | None:
     return None if moment is None else moment.replace(second=0, microsecond=0)
 
 
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _quoted(value: str) -> str:
     """A JQL string literal."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -295,7 +299,7 @@ class JiraServiceManagement(sdk.Connector[JiraOptions]):
         status = fields.get("status") or {}
         status_name = str(_nested(status, "name") or "")
         priority_name = _nested(fields, "priority", "name")
-        labels = [str(label) for label in fields.get("labels") or ()]
+        labels = [str(label) for label in _listed(fields.get("labels"))]
         link = next((lb[len(LABEL_PREFIX) :] for lb in labels if lb.startswith(LABEL_PREFIX)), None)
         try:
             description = adf.to_text(fields.get("description"))
@@ -492,7 +496,7 @@ class JiraServiceManagement(sdk.Connector[JiraOptions]):
             listed = ", ".join(_quoted(label) for label in chunk)
             issues, _ = await self._search(self._jql(f"labels in ({listed})"), "labels", 0)
             for issue in issues:
-                for label in _nested(issue, "fields", "labels") or ():
+                for label in _listed(_nested(issue, "fields", "labels")):
                     if label in chunk:
                         found.setdefault(label, str(issue.get("key")))
         return found

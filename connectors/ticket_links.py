@@ -29,15 +29,15 @@ def link_id(member: str | None, ticket_id: str) -> str:
     return f"{member or COOPERATIVE}:{ticket_id}"
 
 
-def parse_link(link: str | None) -> tuple[str, str] | None:
+def parse_link(link: object) -> tuple[str, str] | None:
     """(member, ticket ID) of a link, or None if `link` is not one."""
-    if not link or ":" not in link:
+    if not isinstance(link, str) or ":" not in link:
         return None
     member, ticket = link.split(":", 1)
     return (member, ticket) if member and ticket else None
 
 
-def external_ids(system: str, own_id: str, link: str | None) -> dict[str, str]:
+def external_ids(system: str, own_id: str, link: object) -> dict[str, str]:
     """A read ticket's `external_ids`: its ID in this desk, and the linked ticket if any."""
     ids = {system: own_id}
     linked = parse_link(link)

@@ -35,7 +35,7 @@ from typing import Any
 import msgspec
 from hypothesis import strategies as st
 
-from connectors import incident_iq, zendesk
+from connectors import incident_iq, jira_sm, servicenow, zendesk
 from connectors.flat_file import FlatFileSource, Mapping, StreamProfile, _decimal
 from hub import sdk
 from hub.model.accounting import ACCOUNT_LAYOUTS
@@ -594,6 +594,54 @@ def incident_iq_ticket_page(data: bytes) -> None:
             lambda index, raw: f"ticket {index}",
             "an Incident IQ ticket is an object",
         )
+
+
+# --- ServiceNow and Jira Service Management: what their webhooks and business rules push -------
+
+SN_INCIDENT = (
+    b'{"result": {"sys_id": "a1", "number": "INC0010042", "short_description": "Wi-Fi down",'
+    b' "state": "2", "priority": "", "impact": "1", "urgency": "3", "caller_id.name": "Ana",'
+    b' "opened_at": "2026-09-01 07:00:00", "correlation_id": "eastview:HELP-1",'
+    b' "sys_updated_on": "2026-09-01 07:05:00"}}'
+)
+JIRA_EVENT = (
+    b'{"webhookEvent": "jira:issue_updated", "issue": {"id": "10001", "key": "HELP-1", "fields":'
+    b' {"summary": "Laptop", "status": {"name": "In progress", "statusCategory": {"key":'
+    b' "indeterminate"}}, "priority": {"name": "High"}, "reporter": {"displayName": "Ana"},'
+    b' "created": "2026-09-01T12:00:00.000+0000", "updated": "2026-09-01T12:00:00.000+0000",'
+    b' "labels": ["cohub:eastview:INC1"], "description": {"type": "doc", "version": 1,'
+    b' "content": [{"type": "bulletList", "content": [{"type": "listItem", "content":'
+    b' [{"type": "paragraph", "content": [{"type": "text", "text": "a"}, {"type":'
+    b' "hardBreak"}]}]}]}]}}}}'
+)
+
+
+@fuzz_target("servicenow.pushed_incident", refusals=(sdk.BadRecord,), seeds=[SN_INCIDENT])
+def servicenow_pushed_incident(data: bytes) -> None:
+    desk = servicenow.ServiceNow(
+        servicenow.ServiceNow.parse_options({"instance_url": "https://x.service-now.com"}),
+        {},
+        sdk.ConnectionContext(connection="fuzz", member=None),
+    )
+    received = asyncio.run(desk.receive(sdk.Inbound(body=data, headers={})))
+    for raw in received.raws:
+        desk.map_raw("tickets", raw)
+
+
+@fuzz_target("jira_sm.webhook", refusals=(sdk.BadRecord,), seeds=[JIRA_EVENT])
+def jira_webhook(data: bytes) -> None:
+    desk = jira_sm.JiraServiceManagement(
+        jira_sm.JiraServiceManagement.parse_options(
+            {"site_url": "https://x.atlassian.net", "email": "a@b", "project_key": "HELP"}
+        ),
+        {"webhook_secret": "s"},
+        sdk.ConnectionContext(connection="fuzz", member=None),
+    )
+    signature = "sha256=" + hmac.new(b"s", data, hashlib.sha256).hexdigest()
+    headers = {"x-hub-signature": signature}
+    received = asyncio.run(desk.receive(sdk.Inbound(body=data, headers=headers)))
+    for raw in received.raws:
+        desk.map_raw(received.stream or "tickets", raw)
 
 
 # --- cXML: documents a supplier or a browser posts (the target lives in tests/test_cxml.py) ---
