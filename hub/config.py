@@ -140,6 +140,7 @@ class StreamRetention(Strict):
     resolved_dead_letters_days: int | None = None
     runs_days: int | None = None
     state_changes_days: int | None = None
+    inbox_days: int | None = None
 
 
 class Retention(Strict):
@@ -155,6 +156,9 @@ class Retention(Strict):
     runs_days: int | None = None
     #: Days a manual state change (`cohub state set|reset`) is kept.
     state_changes_days: int | None = None
+    #: Days a pushed request stays in the inbox when no run delivers it (its inbound route
+    #: disabled or failing); delivered ones go on their own after a day.
+    inbox_days: int | None = None
     #: Overrides per stream name (the stream dead letters and routes name).
     streams: dict[str, StreamRetention] = msgspec.field(default_factory=dict)
 
@@ -197,6 +201,9 @@ class Route(Strict):
     #: Seconds without a committed batch after which the watchdog fails the run.
     stall_seconds: float = 900.0
     enabled: bool = True
+    #: The source's records are pushed to ``/inbound/<source>`` (webhooks) and kept in the
+    #: inbox; a run reads the inbox after its checkpoint instead of polling the source.
+    inbound: bool = False
 
 
 class HubConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -573,12 +580,51 @@ def route_problems(route: Route, zone: str) -> list[tuple[str, str]]:
         problems.append(("parallel_reads", "must be at least 1"))
     if route.stall_seconds <= 0:
         problems.append(("stall_seconds", "must be more than 0"))
+    if route.inbound and route.mode != "incremental":
+        problems.append(("mode", "an inbound route reads its inbox incrementally"))
+    if route.inbound and route.parallel_reads != 1:
+        problems.append(("parallel_reads", "an inbound route reads its inbox serially (1)"))
     if route.schedule is not None:
         problems += [
             (f"schedule.{key}", reason) for key, reason in schedule_problems(route.schedule, zone)
         ]
     problems += [(f"restart.{key}", reason) for key, reason in restart_problems(route.restart)]
     return problems
+
+
+#: The secret the hub verifies signed pushes with, for connectors with ``inbound_auth = "hmac"``.
+WEBHOOK_SECRET = "webhook_secret"
+
+
+def takes_pushes(connector: Any) -> bool:
+    """Whether a connector class implements `receive` (accepts pushed requests)."""
+    from hub.sdk.connector import Connector
+
+    return getattr(connector, "receive", Connector.receive) is not Connector.receive
+
+
+def hub_verifies(connector: Any) -> bool:
+    """Whether the hub verifies pushes to this connector class with its own signature scheme."""
+    return takes_pushes(connector) and connector.inbound_auth == "hmac"
+
+
+def inbound_problems(secrets: Mapping[str, str] | None, connector: Any) -> list[tuple[str, str]]:
+    """(key, reason) for why a route's ``inbound = true`` cannot work with its source connection
+    (its secret references `secrets`, its connector class `connector`): key ``inbound`` for the
+    route, ``secrets.webhook_secret`` for the connection."""
+    if connector is None or secrets is None:
+        return []  # reported as an unknown connection or connector already
+    if not takes_pushes(connector):
+        return [("inbound", f"connector {connector.name!r} takes no pushed requests")]
+    if hub_verifies(connector) and WEBHOOK_SECRET not in secrets:
+        return [
+            (
+                f"secrets.{WEBHOOK_SECRET}",
+                "required: pushes to this connection are signed with it (an inbound route "
+                "reads it)",
+            )
+        ]
+    return []
 
 
 def connection_problems(
@@ -595,9 +641,12 @@ def connection_problems(
         connector.parse_options(connection.options)
     except msgspec.ValidationError as error:
         problems.append(_key_path("options", str(error), connection.options))
+    accepted = (
+        (*connector.secrets, WEBHOOK_SECRET) if hub_verifies(connector) else connector.secrets
+    )
     for secret in connection.secrets:
-        if secret not in connector.secrets:
-            declared = ", ".join(connector.secrets) or "none"
+        if secret not in accepted:
+            declared = ", ".join(accepted) or "none"
             problems.append(
                 (
                     f"secrets.{secret}",
@@ -619,6 +668,7 @@ def check_against_plugins(
     root = Path(config.directory)
     known_transforms = set(transforms)
     known_meters = set(meters)
+    unsigned: set[str] = set()  # connections already told they lack a webhook secret
     for name, service in config.services.items():
         for index, meter in enumerate(service.meters or ()):
             if meter not in known_meters:
@@ -632,6 +682,16 @@ def check_against_plugins(
         for key, reason in connection_problems(connection, connectors):
             issues.add(path, key, reason)
     for name, route in config.routes.items():
+        if route.inbound:
+            source = config.connections.get(route.source)
+            connector = connectors.get(source.connector) if source is not None else None
+            secrets = source.secrets if source is not None else None
+            for key, reason in inbound_problems(secrets, connector):
+                if key == "inbound":
+                    issues.add(root / "routes.toml", f"routes.{name}.inbound", reason)
+                elif route.source not in unsigned:
+                    unsigned.add(route.source)
+                    issues.add(root / "connections" / f"{route.source}.toml", key, reason)
         for index, transform in enumerate(route.transforms):
             if transform not in known_transforms:
                 issues.add(

@@ -1,14 +1,15 @@
 """Retention: copies of district records and their history destroyed once their period is over.
 
-The hub keeps three things that can outlive their use: dead letters (the source record as read,
-PII included), the state snapshots of finished runs, and manual state changes. ``[retention]`` in
+The hub keeps four things that can outlive their use: dead letters (the source record as read,
+PII included), the state snapshots of finished runs, manual state changes, and pushed records
+waiting in the inbox for a run that does not come (`hub.engine.inbox`). ``[retention]`` in
 cooperative.toml says how long each is kept, per stream where it says so; `purge` destroys what is
 older, in one transaction with the audit entry that records what went (``data.purge``), and
 reports it per member and stream. A dry run counts the same rows and changes nothing.
 
 Runs themselves stay (their counts are the history usage and billing are checked against); only
 their state snapshots go. Streams are the ones dead letters name, and for runs and state
-changes the source stream of their route.
+changes the source stream of their route; inbox rows name their own.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from hub import audit
 from hub.config import Retention
 from hub.store.database import writing
-from hub.store.tables import connections, dead_letters, routes, runs, state_changes
+from hub.store.tables import connections, dead_letters, inbox, routes, runs, state_changes
 
 #: What a run's stream is when its route is gone.
 UNKNOWN_STREAM = "-"
@@ -37,6 +38,7 @@ class Periods(msgspec.Struct, frozen=True):
     resolved_dead_letters_days: int | None
     runs_days: int | None
     state_changes_days: int | None
+    inbox_days: int | None
 
 
 def periods_for(retention: Retention, stream: str) -> Periods:
@@ -58,6 +60,7 @@ class PurgeLine(msgspec.Struct, kw_only=True):
     dead_letters_resolved: int = 0
     run_snapshots: int = 0
     state_changes: int = 0
+    inbox_rows: int = 0
 
     def total(self) -> int:
         return (
@@ -65,6 +68,7 @@ class PurgeLine(msgspec.Struct, kw_only=True):
             + self.dead_letters_resolved
             + self.run_snapshots
             + self.state_changes
+            + self.inbox_rows
         )
 
 
@@ -77,7 +81,13 @@ class PurgeReport(msgspec.Struct, kw_only=True):
     lines: list[PurgeLine]
 
     def totals(self) -> dict[str, int]:
-        keys = ("dead_letters_open", "dead_letters_resolved", "run_snapshots", "state_changes")
+        keys = (
+            "dead_letters_open",
+            "dead_letters_resolved",
+            "run_snapshots",
+            "state_changes",
+            "inbox_rows",
+        )
         return {key: sum(getattr(line, key) for line in self.lines) for key in keys}
 
 
@@ -103,7 +113,8 @@ async def purge(
     dry_run: bool = False,
     now: datetime | None = None,
 ) -> PurgeReport:
-    """Destroy dead letters, run state snapshots and state changes older than their periods
+    """Destroy dead letters, run state snapshots, state changes and inbox rows older than their
+    periods
     (`dry_run`: only count them); a real purge appends a ``data.purge`` audit entry in the
     same transaction, so what went and the record of it land together."""
     now = now or datetime.now(UTC)
@@ -165,6 +176,14 @@ async def purge(
                 changes.append(row.id)
                 line(member, stream).state_changes += 1
 
+        pushed: list[int] = []
+        for row in await conn.execute(
+            select(inbox.c.id, inbox.c.member, inbox.c.stream, inbox.c.received_at)
+        ):
+            if _older(row.received_at, periods_for(retention, row.stream).inbox_days, now):
+                pushed.append(row.id)
+                line(row.member, row.stream).inbox_rows += 1
+
         report = PurgeReport(
             at=now,
             dry_run=dry_run,
@@ -182,6 +201,8 @@ async def purge(
             )
         for ids in _chunks(changes):
             await conn.execute(state_changes.delete().where(state_changes.c.id.in_(ids)))
+        for ids in _chunks(pushed):
+            await conn.execute(inbox.delete().where(inbox.c.id.in_(ids)))
         await audit.record(
             conn,
             actor=actor,

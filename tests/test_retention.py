@@ -116,6 +116,7 @@ async def test_a_dry_run_counts_what_would_go_and_destroys_nothing(runtime, conf
         "dead_letters_resolved": 1,
         "run_snapshots": 1,
         "state_changes": 1,
+        "inbox_rows": 0,
     }
     assert await counts(runtime) == before
 
@@ -166,6 +167,7 @@ async def test_without_periods_only_resolved_dead_letters_go(runtime, config_dir
         "dead_letters_resolved": 2,
         "run_snapshots": 0,
         "state_changes": 0,
+        "inbox_rows": 0,
     }
 
 

@@ -59,7 +59,7 @@ async def test_upgrading_twice_changes_nothing(database_url):
 
 
 def test_the_head_the_hub_checks_against_is_alembics_head():
-    assert migrate.HEAD == migrate.head_revision() == "0008"
+    assert migrate.HEAD == migrate.head_revision() == "0009"
 
 
 async def test_money_and_time_read_back_exactly_as_written(database_url):

@@ -1,6 +1,7 @@
-"""The hub's web server: the admin API under /api/v1, the console, /metrics and the health
-endpoints, with the middlewares every request passes: a request log, JSON errors, and who is
-calling (a bearer token, or a console session cookie)."""
+"""The hub's web server: the admin API under /api/v1, the console, /metrics, the health
+endpoints and the inbound endpoint vendors push to, with the middlewares every request passes:
+a request log, JSON errors, and who is calling (a bearer token, or a console session cookie;
+pushes prove themselves by signature instead, see `hub.api.inbound`)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,12 @@ from hub.api import (  # noqa: F401
     usage,
 )
 from hub.api.auth import Verifier
+from hub.api.deliveries import deliver_pushes
 from hub.api.endpoints import CONFIG_DIR, CSRF, PRINCIPAL, RUNTIME, api
 from hub.api.errors import CODES, ApiError, ErrorBody, ErrorResponse
+from hub.api.inbound import PATH as INBOUND_PATH
+from hub.api.inbound import is_inbound
+from hub.api.inbound import receive as receive_push
 from hub.api.openapi import document_bytes
 from hub.api.ratelimit import RateLimit
 from hub.api.runs import STARTED, STOP
@@ -50,7 +55,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _machine(request: web.Request) -> bool:
     """Whether the request is for a program (JSON errors) rather than a person (HTML pages)."""
-    return request.path.startswith("/api/") or request.path == "/metrics"
+    return request.path.startswith("/api/") or request.path == "/metrics" or is_inbound(request)
 
 
 def error_response(body: ErrorBody) -> web.Response:
@@ -133,6 +138,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     verifier = request.app[VERIFIER]
     request[PRINCIPAL] = None
     header = request.headers.get("Authorization")
+    if is_inbound(request):  # a vendor's own Authorization header is its connector's to read
+        return await handler(request)
     if header is not None and _machine(request):
         scheme, _, token = header.partition(" ")
         principal = await verifier.verify(token.strip()) if scheme.lower() == "bearer" else None
@@ -175,6 +182,8 @@ def build_app(
     app[CONFIG_DIR] = config_dir
     app[VERIFIER] = Verifier(runtime.engine)
     app.cleanup_ctx.append(_stop_runs)
+    app.cleanup_ctx.append(deliver_pushes)
+    app.router.add_post(INBOUND_PATH, receive_push)
     app.router.add_get("/api/v1/openapi.json", openapi_json)
     app.router.add_routes(api.routes())
     app.router.add_get("/metrics", metrics.metrics)

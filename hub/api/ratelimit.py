@@ -3,7 +3,8 @@ address, and API tokens created per token, each a sliding window kept in this pr
 
 A client address that has failed `FAILURES` times within `WINDOW_SECONDS` (a console sign-in
 answered 401, or an API request whose bearer token did not verify) is refused every further
-credentialed attempt (``POST /login``, any API request sending ``Authorization``) with a 429
+credentialed attempt (``POST /login``, any API request sending ``Authorization``, any push to
+``/inbound/``, whose refusals count as failures too) with a 429
 and ``Retry-After`` until its oldest failure leaves the window: the API answers in its JSON error
 shape, the console with an HTML page. A valid token may create at most `CREATIONS` tokens in the
 window (``POST /api/v1/tokens``), so a leaked admin token cannot mint tokens in bulk.
@@ -44,6 +45,8 @@ CREATIONS = 20
 MAX_KEYS = 10_000
 
 LOGIN_PATH = "/login"
+#: Pushes (`hub.api.inbound`) refused as unsigned, wrongly signed or replayed count as failures.
+INBOUND_PREFIX = "/inbound/"
 TOKENS_PATH = "/api/v1/tokens"
 
 
@@ -160,13 +163,16 @@ class RateLimit:
         api = request.path.startswith("/api/")
         login = request.path == LOGIN_PATH and request.method == "POST"
         bearer = api and "Authorization" in request.headers
-        if not (login or bearer):
+        pushed = request.path.startswith(INBOUND_PREFIX)
+        if not (login or bearer or pushed):
             return await handler(request)
         address = f"address:{request.remote or 'unknown'}"
         delay = self.failures.retry_after(address)
         if delay:
             if login:
                 return too_many_page(request, delay)
+            if pushed:
+                return too_many_json(delay, "too many refused pushes from this address")
             return too_many_json(delay, "too many failed API tokens from this address")
         creator = None
         if request.method == "POST" and request.path.rstrip("/") == TOKENS_PATH:
@@ -177,8 +183,8 @@ class RateLimit:
             response = await handler(request)
         except ApiError as error:
             # `authenticate` refuses a token that does not verify with a 401 before any handler
-            # runs; with a token sent, no other 401 is possible.
-            if bearer and error.body.status == 401:
+            # runs; with a token sent, no other 401 is possible. A push's 401 is its signature.
+            if (bearer or pushed) and error.body.status == 401:
                 self.failures.hit(address)
             raise
         if login and response.status == 401:

@@ -14,7 +14,7 @@ from hub.api.endpoints import Call, Page, Paging, api, listed, visible_row
 from hub.api.errors import ApiError
 from hub.api.scope import visible
 from hub.audit import record
-from hub.config import Restart, Route, Schedule, route_problems
+from hub.config import Restart, Route, Schedule, inbound_problems, route_problems
 from hub.engine.connections import plain
 from hub.store.database import writing
 from hub.store.tables import connections, cooperative, routes, runs, services
@@ -50,6 +50,7 @@ class RoutePatch(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     restart: Restart | msgspec.UnsetType = UNSET
     stall_seconds: float | msgspec.UnsetType = UNSET
     enabled: bool | msgspec.UnsetType = UNSET
+    inbound: bool | msgspec.UnsetType = UNSET
 
 
 ROUTE_FIELDS = Route.__struct_fields__
@@ -100,6 +101,8 @@ async def _validated(call: Call, conn: Any, route: Route) -> None:
         name = getattr(route, end)
         if await conn.scalar(select(connections.c.name).where(connections.c.name == name)) is None:
             problems.append((end, f"no connection {name!r}"))
+    if route.inbound:
+        problems += await _inbound_problems(call, conn, route.source)
     if await conn.scalar(select(services.c.code).where(services.c.code == route.service)) is None:
         problems.append(("service", f"no service {route.service!r}"))
     known = set(call.runtime.plugins.transforms())
@@ -111,6 +114,25 @@ async def _validated(call: Call, conn: Any, route: Route) -> None:
     if problems:
         key, reason = problems[0]
         raise ApiError("invalid", reason, field=key)
+
+
+async def _inbound_problems(call: Call, conn: Any, source: str) -> list[tuple[str, str]]:
+    """Why pushes to `source` cannot reach an inbound route (its connector takes none, it lacks
+    the webhook secret), as problems of the route's ``inbound`` field."""
+    found = (
+        await conn.execute(
+            select(connections.c.connector, connections.c.secrets).where(
+                connections.c.name == source
+            )
+        )
+    ).first()
+    if found is None:
+        return []
+    connector = call.runtime.plugins.connectors().get(found.connector)
+    return [
+        ("inbound", reason if key == "inbound" else f"connection {source!r}: {key}: {reason}")
+        for key, reason in inbound_problems(found.secrets, connector)
+    ]
 
 
 def _row(route: Route) -> dict[str, Any]:

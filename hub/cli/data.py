@@ -70,6 +70,7 @@ _PURGE_COLUMNS = [
     "dead_letters_resolved",
     "run_snapshots",
     "state_changes",
+    "inbox_rows",
     "total",
 ]
 
@@ -126,7 +127,7 @@ def _print_purge(report: PurgeReport) -> None:
     out.print(
         f"{verb}: {totals['dead_letters_open']} open and {totals['dead_letters_resolved']} "
         f"resolved dead letter(s), {totals['run_snapshots']} run state snapshot(s), "
-        f"{totals['state_changes']} state change(s)"
+        f"{totals['state_changes']} state change(s), {totals['inbox_rows']} inbox row(s)"
     )
 
 

@@ -56,6 +56,8 @@ class RouteRow(msgspec.Struct, frozen=True, kw_only=True):
     enabled: bool = True
     #: The service's meters besides the hub's own (None: every registered meter).
     meters: list[str] | None = None
+    #: Records arrive pushed to ``/inbound/<source>``: runs read the inbox, not the source.
+    inbound: bool = False
 
     @property
     def member(self) -> str | None:

@@ -24,6 +24,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.billing.periods import FiscalCalendar
+from hub.engine import inbox
 from hub.engine.checkpoint import ClaimLost, Delivered, commit_batch, load_state, save_state
 from hub.engine.claims import (
     DEFAULT_LEASE,
@@ -404,6 +405,13 @@ class Run:
             raise self.blame_source(TypeError("partitions returned a list holding a non-dict"))
         return partitions.new_parts(states) if states and len(states) > 1 else None
 
+    def read(self, source: Connector, start: State | None) -> AsyncIterator[Batch]:
+        """The route's batches after `start`: the source's own read, or for an inbound route
+        the records pushed to the source connection (`hub.engine.inbox`)."""
+        if self.route.inbound:
+            return inbox.read(self.engine, source, self.route, start)
+        return source.read(self.route.source_stream, start)
+
     def blame_source(self, error: BaseException) -> ConnectionFailed:
         """`error` as the source connection's failure to read."""
         return ConnectionFailed(self.host, self.route.source, "read", error)
@@ -415,12 +423,11 @@ class Run:
     async def pump(self, source: Connector, destination: Connector, start: State | None) -> str:
         """Read `source` after `start`, write, and checkpoint every batch in read order."""
         queue: asyncio.Queue[Batch | _SourceFailed | None] = asyncio.Queue(maxsize=QUEUE_DEPTH)
-        route = self.route
         blame_source = self.blame_source
 
         async def produce() -> None:
             try:
-                batches = source.read(route.source_stream, start)
+                batches = self.read(source, start)
 
                 async def next_batch() -> Batch | None:
                     try:
@@ -512,9 +519,16 @@ class Run:
         return cancel
 
     async def acknowledge(self, source: Connector, state: State) -> None:
-        """Tell the source a checkpoint holding `state` is committed. Its failure is logged and
-        nothing more: the next acknowledgement covers everything up to a later state."""
+        """Tell the source a checkpoint holding `state` is committed (an inbound route's inbox
+        drops what every route is past). A failure is logged and nothing more: the next
+        acknowledgement covers everything up to a later state."""
         route = self.route
+        if route.inbound:  # what the inbox holds is the hub's to let go of, not the source's
+            try:
+                await inbox.settle(self.engine, route.source.name, route.source_stream)
+            except Exception as error:
+                log.warning("inbox.settle_failed", error=redact_text(describe(error)))
+            return
 
         def blame(error: BaseException) -> ConnectionFailed:
             return ConnectionFailed(self.host, route.source, "acknowledge", error)

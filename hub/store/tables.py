@@ -100,6 +100,8 @@ routes = Table(
     Column("stall_seconds", Float, nullable=False, default=900.0, server_default="900"),
     # "config": `cohub apply` owns it; "api": created through the API, which apply leaves alone.
     Column("managed_by", String(20), nullable=False, default="config", server_default="config"),
+    # Its records are pushed to /inbound/<source> and read from the inbox, not polled.
+    Column("inbound", Boolean, nullable=False, default=False, server_default=false()),
 )
 
 runs = Table(
@@ -203,6 +205,37 @@ dead_letters = Table(
     Column("resolution", Text),
     Column("resolved_at", UtcDateTime()),
     Index("ix_dead_letters_route_status", "route", "status"),
+)
+
+# Requests vendors pushed to /inbound/<connection>: the raw records they carry, read by the runs
+# of the inbound routes of (connection, stream) after their checkpoints. `raws` is the list of raw
+# records sealed under the member's data key (an envelope like a dead letter's), NULL once every
+# route reading it has a committed checkpoint past it; the row stays that long plus the dedup
+# window, so a vendor's retry of the same body (`digest`) is stored once.
+inbox = Table(
+    "inbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("connection", String(64), nullable=False),
+    Column("stream", String(64), nullable=False),
+    Column("member", String(64)),
+    Column("raws", JSON),
+    Column("records", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),
+    Column("delivered_at", UtcDateTime()),
+    Index("ix_inbox_connection_stream_id", "connection", "stream", "id"),
+    Index("ix_inbox_connection_digest", "connection", "digest"),
+)
+
+# Signatures of accepted signed pushes, hashed, until their timestamp leaves the tolerance window:
+# the same signed request sent again within the window is refused as a replay, by every process.
+inbound_signatures = Table(
+    "inbound_signatures",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("connection", String(64), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False, index=True),
 )
 
 # Append-only: a duplicate idempotency key is ignored, so a retried batch is never billed twice.
