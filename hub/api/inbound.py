@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import structlog
 from aiohttp import web
-from sqlalchemy import select
 
 from hub.api.deliveries import DELIVERIES
 from hub.api.endpoints import RUNTIME
@@ -27,12 +26,11 @@ from hub.api.errors import ApiError
 from hub.api.signatures import TOLERANCE_SECONDS, BadSignature, verify
 from hub.config import WEBHOOK_SECRET, hub_verifies, takes_pushes
 from hub.engine import inbox
-from hub.engine.connections import ConnectionRow, open_connector, plain
+from hub.engine.connections import ConnectionRow, open_connector, stored_connections
 from hub.plugins import TookTooLong, describe, within
 from hub.redaction import redact_text
 from hub.sdk.connector import Connector, Inbound, Received
 from hub.sdk.errors import AuthError, BadRecord
-from hub.store.tables import connections
 
 log = structlog.get_logger("hub.api.inbound")
 
@@ -157,18 +155,14 @@ async def _target(request: web.Request, push: Push) -> ConnectionRow:
     """The enabled connection an inbound route reads; the one 404 otherwise."""
     engine = request.app[RUNTIME].engine
     async with engine.connect() as conn:
-        found = (
-            (await conn.execute(select(connections).where(connections.c.name == push.connection)))
-            .mappings()
-            .first()
-        )
-        if found is None:
+        found = await stored_connections(conn, [push.connection])
+        if not found:
             raise push.not_found("unknown_connection")
-        if not found["enabled"]:
+        if not found[0].enabled:
             raise push.not_found("connection_disabled")
         if not await inbox.inbound_routes(conn, push.connection):
             raise push.not_found("no_inbound_route")
-    return ConnectionRow(**{k: v for k, v in plain(found).items() if k != "managed_by"})
+    return found[0]
 
 
 def _too_large() -> str:
