@@ -94,6 +94,7 @@ def test_demo_twice_writes_no_duplicate_rows_and_no_duplicate_usage(tmp_path):
         "eastview,cbo-accounting,records_synced,10,record,sum",  # not 1E+1
         "eastview,cbo-payroll,records_synced,51,record,sum",
         "eastview,cbo-personnel,records_synced,19,record,sum",
+        "eastview,cooperative-purchasing,records_synced,3,record,sum",
         "harbor-falls,cbo-accounting,records_synced,17,record,sum",
         "harbor-falls,cbo-payroll,records_synced,42,record,sum",
         "harbor-falls,cbo-personnel,records_synced,16,record,sum",
@@ -109,6 +110,7 @@ def test_demo_twice_writes_no_duplicate_rows_and_no_duplicate_usage(tmp_path):
         "cbo_hr.db": {"employees": 24, "assignments": 25},
         "cbo_ledger.db": {"journal_entries": 20, "budget_lines": 17},
         "cbo_helpdesk.db": {"tickets": 8},
+        "coop_orders.db": {"purchase_orders": 3},  # two held off contract
     }
     for database, tables in counts.items():
         with sqlite3.connect(tmp_path / ".cohub" / database) as db:
@@ -141,7 +143,7 @@ def test_apply_dry_run_prints_the_diff_and_changes_nothing(tmp_path):
     assert result.returncode == 0
     assert "+ member eastview" in result.stdout
     assert "+ cooperative northern-rivers" in result.stdout
-    assert "would apply 37 change(s)" in result.stdout
+    assert "would apply 39 change(s)" in result.stdout
     assert (
         "no changes" not in cohub("apply", "--dry-run", str(REPO / "config"), cwd=tmp_path).stdout
     )

@@ -45,7 +45,7 @@ def test_the_example_configuration_is_valid(folder):
     assert sorted(config.routes) == [
         f"{member}-{flow}"
         for member, flows in (
-            ("eastview", ["assignments", "budget", "employees", "payroll"]),
+            ("eastview", ["assignments", "budget", "employees", "orders", "payroll"]),
             ("harbor-falls", ["assignments", "budget", "employees", "journal", "payroll"]),
             ("millbrook", ["assignments", "employees", "journal", "payroll", "tickets"]),
         )
@@ -262,7 +262,7 @@ async def test_a_bad_configuration_applies_nothing_and_exits_2(
     engine = create_engine(database)
     async with engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(members)) == 3
-        assert await conn.scalar(select(func.count()).select_from(routes)) == 14
+        assert await conn.scalar(select(func.count()).select_from(routes)) == 15
     await engine.dispose()
 
 
@@ -277,8 +277,8 @@ async def test_apply_is_idempotent_and_dry_run_shows_the_diff_without_changing_a
 ):
     config = load_config(config_dir)
     first = await apply(runtime.engine, config)
-    # the cooperative, 3 members, 6 services, 13 connections, 14 routes
-    assert len(first) == 37
+    # the cooperative, 3 members, 6 services, 14 connections, 15 routes
+    assert len(first) == 39
     assert await apply(runtime.engine, config) == []
 
     edit(config_dir / "cooperative.toml", "enrollment = 2140", "enrollment = 2188")

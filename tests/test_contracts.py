@@ -126,16 +126,9 @@ def test_a_bad_catalog_names_the_file_the_key_and_the_reason(tmp_path):
 async def test_orders_off_contract_are_held_then_a_replay_delivers_them_once_fixed(
     runtime, config_dir, tmp_path
 ):
-    # The example's Eastview purchase orders routed to a purchasing database with the check.
-    (config_dir / "connections" / "coop-purchasing-db.toml").write_text(
+    # The example's Eastview purchase orders, routed with the check to an order desk here.
+    (config_dir / "connections" / "coop-orders-db.toml").write_text(
         f'connector = "sql_table"\n[options]\nurl = "sqlite:///{tmp_path / "orders.db"}"\n'
-    )
-    routes = config_dir / "routes.toml"
-    routes.write_text(
-        routes.read_text() + '\n[routes.eastview-orders]\nsource = "eastview-reporting"\n'
-        'source_stream = "purchase_orders"\ndestination = "coop-purchasing-db"\n'
-        'destination_stream = "purchase_orders"\nservice = "cooperative-purchasing"\n'
-        'transforms = ["contract_check"]\n'
     )
     config = load_config(config_dir)
     plugins = runtime.plugins

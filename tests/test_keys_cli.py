@@ -144,7 +144,7 @@ def test_purge_asks_for_confirmation_then_destroys_and_reports(tmp_path, databas
         stdin="harbor-pw\n",
     )
     assert "sealed under member harbor-falls's data key" in stored.stdout
-    shown = cohub(*base, "deadletters", "show", "1", cwd=tmp_path)
+    shown = cohub(*base, "deadletters", "show", "3", cwd=tmp_path)  # after 2 held orders
     assert "HF-202" in shown.stdout  # readable through the one reader
 
     refused = cohub(*base, "member", "purge", "harbor-falls", cwd=tmp_path)
