@@ -21,6 +21,7 @@ from hub.config import (
 )
 from hub.keyring import Keyring, attach
 from hub.plugins import PluginHost
+from hub.sdk import connector as connector_paths
 from hub.store.database import create_engine, default_url
 from hub.store.tables import vault_secrets
 from hub.vault import MASTER_KEY_ENV, Vault, VaultResolver, load_keys, master_key_present
@@ -67,6 +68,8 @@ class Runtime:
         self._vault_values: dict[str, str] | None = None
         self._vault_stamp: tuple[object, ...] | None = None
         self._master: tuple[object, MultiFernet] | None = None
+        # Connection options may name paths under it as $COHUB_HOME/...
+        connector_paths.hub_home[:] = [Path(home).resolve()]
         #: This process's member data keys; engine code finds it through the engine.
         self.keyring = Keyring(engine, self.master_keys)
         attach(engine, self.keyring)

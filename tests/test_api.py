@@ -261,7 +261,7 @@ async def test_lists_page_through_everything_once(hub):
         if cursor is None:
             break
     everything = [r["id"] for r in (await hub.call("GET", "/runs")).body["items"]]
-    assert seen == everything == sorted(everything, reverse=True) and len(seen) == 15
+    assert seen == everything == sorted(everything, reverse=True) and len(seen) == 17
     names = [m["code"] for m in (await hub.call("GET", "/members?limit=2")).body["items"]]
     assert names == ["eastview", "harbor-falls"]
 

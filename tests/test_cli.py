@@ -110,7 +110,7 @@ def test_demo_twice_writes_no_duplicate_rows_and_no_duplicate_usage(tmp_path):
         "cbo_hr.db": {"employees": 24, "assignments": 25},
         "cbo_ledger.db": {"journal_entries": 20, "budget_lines": 17},
         "cbo_helpdesk.db": {"tickets": 8},
-        "coop_orders.db": {"purchase_orders": 3},  # two held off contract
+        "coop_orders.db": {"acknowledgements": 2, "invoices": 1},  # from TechSource
     }
     for database, tables in counts.items():
         with sqlite3.connect(tmp_path / ".cohub" / database) as db:
@@ -143,7 +143,7 @@ def test_apply_dry_run_prints_the_diff_and_changes_nothing(tmp_path):
     assert result.returncode == 0
     assert "+ member eastview" in result.stdout
     assert "+ cooperative northern-rivers" in result.stdout
-    assert "would apply 39 change(s)" in result.stdout
+    assert "would apply 42 change(s)" in result.stdout
     assert (
         "no changes" not in cohub("apply", "--dry-run", str(REPO / "config"), cwd=tmp_path).stdout
     )

@@ -50,7 +50,7 @@ def test_the_example_configuration_is_valid(folder):
             ("millbrook", ["assignments", "employees", "journal", "payroll", "tickets"]),
         )
         for flow in flows
-    ]
+    ] + ["techsource-acknowledgements", "techsource-invoices"]
     host = PluginHost([])
     check_against_plugins(config, host.connectors(), host.transforms(), host.meters())
 
@@ -262,7 +262,7 @@ async def test_a_bad_configuration_applies_nothing_and_exits_2(
     engine = create_engine(database)
     async with engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(members)) == 3
-        assert await conn.scalar(select(func.count()).select_from(routes)) == 15
+        assert await conn.scalar(select(func.count()).select_from(routes)) == 17
     await engine.dispose()
 
 
@@ -277,8 +277,8 @@ async def test_apply_is_idempotent_and_dry_run_shows_the_diff_without_changing_a
 ):
     config = load_config(config_dir)
     first = await apply(runtime.engine, config)
-    # the cooperative, 3 members, 6 services, 14 connections, 15 routes
-    assert len(first) == 39
+    # the cooperative, 3 members, 6 services, 15 connections, 17 routes
+    assert len(first) == 42
     assert await apply(runtime.engine, config) == []
 
     edit(config_dir / "cooperative.toml", "enrollment = 2140", "enrollment = 2188")

@@ -4,7 +4,6 @@ and orders held in dead letters by the `contract_check` transform until a replay
 from __future__ import annotations
 
 import shutil
-import sqlite3
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -126,10 +125,7 @@ def test_a_bad_catalog_names_the_file_the_key_and_the_reason(tmp_path):
 async def test_orders_off_contract_are_held_then_a_replay_delivers_them_once_fixed(
     runtime, config_dir, tmp_path
 ):
-    # The example's Eastview purchase orders, routed with the check to an order desk here.
-    (config_dir / "connections" / "coop-orders-db.toml").write_text(
-        f'connector = "sql_table"\n[options]\nurl = "sqlite:///{tmp_path / "orders.db"}"\n'
-    )
+    # The example's Eastview purchase orders, checked and sent to TechSource as X12 850s.
     config = load_config(config_dir)
     plugins = runtime.plugins
     check_against_plugins(config, plugins.connectors(), plugins.transforms(), plugins.meters())
@@ -168,9 +164,7 @@ async def test_orders_off_contract_are_held_then_a_replay_delivers_them_once_fix
         ("techsource/NRB-27-TECH/EV27-0142", Decimal("1157.00")),
         ("techsource/NRB-27-TECH/EV27-0153", Decimal("1445.00")),
     ]
-    with sqlite3.connect(tmp_path / "orders.db") as db:
-        sent = [row[0] for row in db.execute("SELECT po_id FROM purchase_orders ORDER BY 1")]
-    assert sent == ["EV27-0141", "EV27-0142", "EV27-0153"]
+    assert sent_to_the_supplier(runtime.home) == ["EV27-0141", "EV27-0142", "EV27-0153"]
 
     # The supplier's new price is awarded by amendment: replaying both passes the Chromebook
     # order; the toner line still cites no contract and stays held with its reason.
@@ -183,6 +177,19 @@ async def test_orders_off_contract_are_held_then_a_replay_delivers_them_once_fix
     assert outcome.still_failing == {
         held[0][0]: "held by transform 'contract_check': line 2 cites no cooperative contract"
     }
-    with sqlite3.connect(tmp_path / "orders.db") as db:
-        sent = [row[0] for row in db.execute("SELECT po_id FROM purchase_orders ORDER BY 1")]
-    assert sent == ["EV27-0141", "EV27-0142", "EV27-0153", "EV27-0157"]
+    assert sent_to_the_supplier(runtime.home) == [
+        "EV27-0141",
+        "EV27-0142",
+        "EV27-0153",
+        "EV27-0157",
+    ]
+
+
+def sent_to_the_supplier(home: Path) -> list[str]:
+    """The order numbers (BEG03) of the 850s in the demo's outbound drop folder."""
+    return sorted(
+        segment.split("*")[3]
+        for path in (home / "edi" / "techsource" / "outbound").glob("850_*")
+        for segment in path.read_text().replace("\n", "").split("~")
+        if segment.startswith("BEG*")
+    )

@@ -90,6 +90,8 @@ async def test_every_run_succeeds_and_reports_counts(runtime, config_dir):
         ("millbrook-journal", "succeeded", 10, 10, 0),
         ("millbrook-payroll", "succeeded", 39, 39, 0),
         ("millbrook-tickets", "succeeded", 8, 8, 0),
+        ("techsource-acknowledgements", "succeeded", 2, 2, 0),
+        ("techsource-invoices", "succeeded", 1, 1, 0),
     ]
 
 

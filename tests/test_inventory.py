@@ -40,6 +40,8 @@ async def test_each_route_names_its_records_pii_its_destination_and_dead_letters
         "millbrook-journal",
         "millbrook-payroll",
         "millbrook-tickets",
+        "techsource-acknowledgements",
+        "techsource-invoices",
     ]
     employees = flows["eastview-employees"]
     assert (employees.source_connector, employees.record) == ("sql_source", "hr.employee")
@@ -92,7 +94,8 @@ def test_cohub_data_inventory_prints_json_csv_and_a_table(tmp_path):
 
     assert as_json.returncode == as_csv.returncode == table.returncode == 0, as_json.stderr
     flows = json.loads(as_json.stdout)
-    assert [f["member"] for f in flows] == ["eastview"] * 5 + ["harbor-falls"] * 5 + ["millbrook"] * 5
+    members = ["cooperative"] * 2 + ["eastview"] * 5 + ["harbor-falls"] * 5 + ["millbrook"] * 5
+    assert [f["member"] for f in flows] == members
     harbor = next(f for f in flows if f["route"] == "harbor-falls-payroll")
     assert harbor["pii_fields"] == ["bank_account", "ssn"]
     rows = {row["route"]: row for row in csv.DictReader(io.StringIO(as_csv.stdout))}

@@ -150,7 +150,11 @@ class X12Connector(sdk.Connector[X12Options]):
             options = self.config
             path = options.inbound_folder if which == "inbound" else options.outbound_folder
             if options.transport == "local":
-                self._folders[which] = LocalFolder(self.context.resolve_path(path))
+                local = self.context.resolve_path(path)
+                if which == "outbound":
+                    # Our own drop folder: made when missing, as the partner's inbound never is.
+                    local.mkdir(parents=True, exist_ok=True)
+                self._folders[which] = LocalFolder(local)
             else:
                 if not options.host or not options.username:
                     raise sdk.ConnectorConfigError("transport sftp needs host and username")

@@ -90,6 +90,14 @@ class Received(msgspec.Struct, kw_only=True):
     reply_type: str = "application/json"
 
 
+#: Options may name a path under the hub home (``COHUB_HOME``, the embedded database's folder)
+#: as ``$COHUB_HOME/...``: files the hub itself produces, such as a demo's outbound drop folder.
+HOME_PREFIX = "$COHUB_HOME"
+
+#: The hub home of this process; the runtime sets it when it opens.
+hub_home: list[Path] = []
+
+
 class ConnectionContext(msgspec.Struct, frozen=True, kw_only=True):
     """Where a connection lives: its name, its member (None for the cooperative), and the
     configuration folder it was applied from, against which relative paths in options resolve."""
@@ -99,7 +107,12 @@ class ConnectionContext(msgspec.Struct, frozen=True, kw_only=True):
     base_dir: str = "."
 
     def resolve_path(self, path: str) -> Path:
-        """`path` made absolute against the configuration folder."""
+        """`path` made absolute against the configuration folder, or under the hub home when
+        it starts with ``$COHUB_HOME``."""
+        if path == HOME_PREFIX or path.startswith(HOME_PREFIX + "/"):
+            if not hub_home:
+                raise ConnectorConfigError(f"{path}: no hub home in this process")
+            return hub_home[-1] / path[len(HOME_PREFIX) :].lstrip("/")
         candidate = Path(path).expanduser()
         return candidate if candidate.is_absolute() else Path(self.base_dir) / candidate
 
