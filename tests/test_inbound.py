@@ -574,6 +574,31 @@ async def test_the_api_shows_the_route_option_and_refuses_it_where_no_push_comes
     assert "takes no pushed requests" in made.body["error"]["message"]
 
 
+async def test_the_console_route_form_sets_the_option_and_shows_why_it_cannot(pushed):
+    from tests.test_console import Browser
+
+    route = {
+        "source_stream": "pay_lines",
+        "destination": "cbo-payroll-db",
+        "destination_stream": "pay_lines",
+        "service": "cbo-payroll",
+        "inbound": "on",
+    }
+    async with Browser(pushed) as browser:
+        await browser.sign_in(pushed.tokens["admin"])
+        await browser.get("/console/routes/new")
+        refused = await browser.post(
+            "/console/routes/new", {"name": "polled", "source": "eastview-payroll", **route}
+        )
+        made = await browser.post(
+            "/console/routes/new", {"name": "hooked", "source": "quiet-hook", **route}
+        )
+
+    assert refused[0] == 422 and "takes no pushed requests" in refused[2]
+    assert made[0] == 303
+    assert (await pushed.call("GET", "/routes/hooked")).body["inbound"] is True
+
+
 # -- real processes --------------------------------------------------------------------------------
 
 

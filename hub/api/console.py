@@ -400,9 +400,10 @@ async def route_form(request: web.Request) -> web.StreamResponse:
 async def route_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     sent = {key: str(form.get(key, "")).strip() for key in ROUTE_INPUTS}
+    sent["inbound"] = "on" if form.get("inbound") == "on" else ""
     problems: dict[str, str] = {}
     try:
-        given = msgspec.convert(sent, routes.RouteIn)
+        given = msgspec.convert({**sent, "inbound": bool(sent["inbound"])}, routes.RouteIn)
         created = await routes.create_route(call_for(request, body=given))
         raise web.HTTPSeeOther(f"/console#route-{created.name}")
     except msgspec.ValidationError as error:
