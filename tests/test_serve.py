@@ -115,7 +115,7 @@ async def test_cohub_serve_answers_and_stops_on_sigterm(tmp_path, database_url):
     )
     try:
         status, body = await answers(f"http://127.0.0.1:{port}/api/v1/status", token)
-        assert status == 200 and len(body["routes"]) == 3
+        assert status == 200 and len(body["routes"]) == 17  # every route of the example
         status, body = await answers(f"http://127.0.0.1:{port}/api/v1/status")
         assert status == 401 and body["error"]["code"] == "unauthorized"
     finally:
