@@ -463,11 +463,7 @@ class EdFi(sdk.Connector[EdFiOptions]):
     # read
 
     def _stream(self, stream: str) -> Resource:
-        if stream not in RESOURCES:
-            raise sdk.ConnectorConfigError(
-                f"no stream {stream!r}; edfi offers {', '.join(RESOURCES)}"
-            )
-        return RESOURCES[stream]
+        return self.offered(stream, RESOURCES)
 
     async def available_change_versions(self) -> tuple[int, int]:
         """(oldestChangeVersion, newestChangeVersion) of the ODS."""

@@ -285,10 +285,7 @@ class IncidentIq(sdk.Connector[IncidentIqOptions]):
         ]
 
     def _stream(self, stream: str) -> str:
-        if stream not in self.STREAMS:
-            raise sdk.ConnectorConfigError(
-                f"no stream {stream!r}; incident_iq offers {', '.join(self.STREAMS)}"
-            )
+        self.offered(stream, self.STREAMS)
         return stream
 
     # listing

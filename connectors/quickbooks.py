@@ -545,11 +545,7 @@ class QuickBooks(sdk.Connector[QuickBooksOptions]):
         ]
 
     def _entity(self, stream: str) -> Entity:
-        if stream not in ENTITIES:
-            raise sdk.ConnectorConfigError(
-                f"no stream {stream!r}; quickbooks_online offers {', '.join(ENTITIES)}"
-            )
-        return ENTITIES[stream]
+        return self.offered(stream, ENTITIES)
 
     # mapping a page
 

@@ -208,11 +208,7 @@ class SkywardQmlativ(sdk.Connector[QmlativOptions]):
         return self._client
 
     def _entity(self, stream: str) -> Entity:
-        if stream not in ENTITIES:
-            raise sdk.ConnectorConfigError(
-                f"no stream {stream!r}; skyward_qmlativ offers {', '.join(ENTITIES)}"
-            )
-        return ENTITIES[stream]
+        return self.offered(stream, ENTITIES)
 
     def _first_page(self, stream: str, size: int | None = None) -> str:
         entity = ENTITIES[stream]

@@ -373,10 +373,7 @@ class Zendesk(sdk.Connector[ZendeskOptions]):
         ]
 
     def _stream(self, stream: str) -> str:
-        if stream not in self.STREAMS:
-            raise sdk.ConnectorConfigError(
-                f"no stream {stream!r}; zendesk offers {', '.join(self.STREAMS)}"
-            )
+        self.offered(stream, self.STREAMS)
         return stream
 
     # read

@@ -118,6 +118,7 @@ class ConnectionContext(msgspec.Struct, frozen=True, kw_only=True):
 
 
 OptionsT = TypeVar("OptionsT", bound=Options)
+T = TypeVar("T")
 
 
 class Connector(Generic[OptionsT]):
@@ -170,6 +171,15 @@ class Connector(Generic[OptionsT]):
     async def streams(self) -> list[StreamSpec]:
         """The streams this connection offers (discovery)."""
         return []
+
+    def offered(self, stream: str, offers: Mapping[str, T]) -> T:
+        """What `offers` holds for `stream`; a configuration error naming every stream this
+        connector offers when it holds nothing (a route naming a stream that is not there)."""
+        if stream not in offers:
+            raise ConnectorConfigError(
+                f"no stream {stream!r}; {self.name} offers {', '.join(offers)}"
+            )
+        return offers[stream]
 
     def read(self, stream: str, state: State | None) -> AsyncIterator[Batch]:
         """Yield batches of `stream` after `state` (None: from the beginning)."""
