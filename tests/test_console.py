@@ -247,7 +247,8 @@ async def test_a_config_managed_connection_is_read_only(hub: ServedHub) -> None:
 async def test_the_route_form_shows_what_is_wrong(hub: ServedHub) -> None:
     async with Browser(hub) as browser:
         await browser.sign_in(hub.tokens["admin"])
-        await browser.get("/console/routes/new")
+        shown, form = await browser.get("/console/routes/new")
+        assert shown == 200 and 'name="inbound"' in form
         status, _, text = await browser.post(
             "/console/routes/new",
             {

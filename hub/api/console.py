@@ -390,7 +390,7 @@ ROUTE_INPUTS = ("name", "source", "source_stream", "destination", "destination_s
 
 @page(ADMIN)
 async def route_form(request: web.Request) -> web.StreamResponse:
-    sent = {key: request.query.get(key, "") for key in ROUTE_INPUTS}
+    sent = {key: request.query.get(key, "") for key in ROUTE_INPUTS} | {"inbound": ""}
     return render(
         request, "route_new.html", sent=sent, problems={}, choices=await _choices(request)
     )
