@@ -45,7 +45,7 @@ from connectors.ticket_links import (
     link_id,
     marker_of,
 )
-from connectors.vendor_rows import map_one, map_rows
+from connectors.vendor_rows import MapsRows, RowMapping
 from hub import sdk
 from hub.model.ticketing import Comment, Ticket
 from hub.sdk.http import ApiOptions, BasicAuth, HttpAuthError, HttpClient, HttpStatusError
@@ -169,7 +169,7 @@ def _nested(raw: Mapping[str, Any], *path: str) -> Any:
     return raw
 
 
-class JiraServiceManagement(sdk.Connector[JiraOptions]):
+class JiraServiceManagement(MapsRows, sdk.Connector[JiraOptions]):
     """A Jira Service Management project's requests and comments: read by JQL, written by
     label."""
 
@@ -347,7 +347,7 @@ class JiraServiceManagement(sdk.Connector[JiraOptions]):
             "updated_at": created,
         }
 
-    def _mapping(self, stream: str) -> tuple[type[sdk.Record], Callable[..., dict[str, Any]], str]:
+    def _mapping(self, stream: str) -> RowMapping:
         if stream == "tickets":
             return Ticket, self.map_issue, "an issue is an object"
         return Comment, self.map_comment, "a comment is an object"
@@ -362,16 +362,6 @@ class JiraServiceManagement(sdk.Connector[JiraOptions]):
             return f"issue {raw.get('issueKey')} comment {raw.get('id')}"
 
         return position
-
-    def map_rows(self, stream: str, rows: list[Any]) -> tuple[list[sdk.Record], list[sdk.Reject]]:
-        """Rows of `stream` as records, and those that cannot be, with the reason."""
-        record, map_row, expected = self._mapping(stream)
-        return map_rows(record, rows, map_row, self._position(stream), expected)
-
-    def map_raw(self, stream: str, raw: dict[str, Any]) -> sdk.Record:
-        self._stream(stream)
-        record, map_row, expected = self._mapping(stream)
-        return map_one(record, raw, map_row, self._position(stream), expected)
 
     # read
 

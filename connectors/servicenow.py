@@ -41,7 +41,7 @@ from connectors.ticket_links import (
     link_id,
     marker_of,
 )
-from connectors.vendor_rows import map_one, map_rows
+from connectors.vendor_rows import MapsRows, RowMapping
 from hub import sdk
 from hub.model.ticketing import Comment, Ticket
 from hub.sdk.http import (
@@ -199,7 +199,7 @@ def _queryable(value: str) -> bool:
     return not any(c in value for c in ",^\n")
 
 
-class ServiceNow(sdk.Connector[ServiceNowOptions]):
+class ServiceNow(MapsRows, sdk.Connector[ServiceNowOptions]):
     """A ServiceNow instance's incidents and journal: read incrementally, written by link."""
 
     name = "servicenow"
@@ -387,7 +387,7 @@ class ServiceNow(sdk.Connector[ServiceNowOptions]):
             "updated_at": created,
         }
 
-    def _mapping(self, stream: str) -> tuple[type[sdk.Record], Callable[..., dict[str, Any]], str]:
+    def _mapping(self, stream: str) -> RowMapping:
         if stream == "tickets":
             return Ticket, self.map_incident, "an incident is an object"
         return Comment, self.map_journal, "a journal entry is an object"
@@ -402,16 +402,6 @@ class ServiceNow(sdk.Connector[ServiceNowOptions]):
             return f"sys_journal_field sys_id {raw.get('sys_id')}"
 
         return position
-
-    def map_rows(self, stream: str, rows: list[Any]) -> tuple[list[sdk.Record], list[sdk.Reject]]:
-        """Rows of `stream` as records, and those that cannot be, with the reason."""
-        record, map_row, expected = self._mapping(stream)
-        return map_rows(record, rows, map_row, self._position(stream), expected)
-
-    def map_raw(self, stream: str, raw: dict[str, Any]) -> sdk.Record:
-        self._stream(stream)
-        record, map_row, expected = self._mapping(stream)
-        return map_one(record, raw, map_row, self._position(stream), expected)
 
     # read
 

@@ -58,3 +58,32 @@ def map_one(
     if rejects:
         raise sdk.BadRecord(rejects[0].reason, position=rejects[0].position)
     return records[0]
+
+
+#: What a stream's rows become: the record type, the row mapping, and the reason a row that is
+#: not an object is refused with.
+RowMapping = tuple[type[sdk.Record], Callable[..., dict[str, Any]], str]
+
+
+class MapsRows:
+    """`map_rows` and `map_raw` for a connector whose every stream maps its rows with one
+    function: it names them in `_mapping(stream)` and where a row is in `_position(stream)`."""
+
+    def _stream(self, stream: str) -> str:
+        raise NotImplementedError
+
+    def _mapping(self, stream: str) -> RowMapping:
+        raise NotImplementedError
+
+    def _position(self, stream: str) -> Callable[[Any], str]:
+        raise NotImplementedError
+
+    def map_rows(self, stream: str, rows: list[Any]) -> tuple[list[sdk.Record], list[sdk.Reject]]:
+        """Rows of `stream` as records, and those that cannot be, with the reason."""
+        record, map_row, expected = self._mapping(stream)
+        return map_rows(record, rows, map_row, self._position(stream), expected)
+
+    def map_raw(self, stream: str, raw: dict[str, Any]) -> sdk.Record:
+        self._stream(stream)
+        record, map_row, expected = self._mapping(stream)
+        return map_one(record, raw, map_row, self._position(stream), expected)
