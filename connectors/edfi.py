@@ -31,12 +31,11 @@ from typing import Annotated, Any
 
 import msgspec
 
+from connectors.client_credentials import ClientCredentialsApi
 from hub import sdk
 from hub.sdk.http import (
     ApiOptions,
-    HttpClient,
     HttpStatusError,
-    OAuth2ClientCredentials,
     Retryable,
 )
 
@@ -361,45 +360,12 @@ def map_rows(
 # --- the connector ---------------------------------------------------------------------------
 
 
-class EdFi(sdk.Connector[EdFiOptions]):
+class EdFi(ClientCredentialsApi[EdFiOptions]):
     """An Ed-Fi ODS/API v7 (Data Standard 5): read by change version, write by natural key."""
 
     name = "edfi"
     title = "Ed-Fi ODS/API (v7, Data Standard 5)"
     options = EdFiOptions
-    secrets = ("client_secret",)
-
-    def __init__(
-        self,
-        options: EdFiOptions,
-        secrets: Mapping[str, str],
-        context: sdk.ConnectionContext,
-    ) -> None:
-        super().__init__(options, secrets, context)
-        self._client: HttpClient | None = None
-        self._auth: OAuth2ClientCredentials | None = None
-
-    # auth and the client
-
-    def _base(self) -> str:
-        return self.config.base_url.rstrip("/") + "/"
-
-    @property
-    def client(self) -> HttpClient:
-        """The authenticated client, built on first use."""
-        if self._client is None:
-            if "client_secret" not in self.secret_values:
-                raise sdk.ConnectorConfigError("the connection gives no client_secret secret")
-            self._auth = OAuth2ClientCredentials(
-                token_url=self._base() + self.config.token_path.lstrip("/"),
-                client_id=self.config.client_id,
-                client_secret=self.secret_values["client_secret"],
-            )
-            self._client = self._make_client(self._auth)
-        return self._client
-
-    def _make_client(self, auth: OAuth2ClientCredentials | None = None) -> HttpClient:
-        return self.config.client(self._base(), self.context, auth=auth)
 
     def _resource_path(self, stream: str) -> str:
         return f"{self.config.data_path.strip('/')}/{RESOURCES[stream].path}"
@@ -606,9 +572,6 @@ class EdFi(sdk.Connector[EdFiOptions]):
                     continue
                 deleted += 1
         return deleted
-
-    async def close(self) -> None:
-        self._client = None
 
 
 @sdk.hookimpl

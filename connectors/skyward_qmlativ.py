@@ -26,12 +26,11 @@ from typing import Annotated, Any
 
 import msgspec
 
+from connectors.client_credentials import ClientCredentialsApi
 from hub import sdk
 from hub.sdk.http import (
     ApiOptions,
-    HttpClient,
     HttpStatusError,
-    OAuth2ClientCredentials,
     Retryable,
 )
 
@@ -175,37 +174,12 @@ def map_rows(stream: str, rows: list[Any], where: str) -> tuple[list[sdk.Record]
     )
 
 
-class SkywardQmlativ(sdk.Connector[QmlativOptions]):
+class SkywardQmlativ(ClientCredentialsApi[QmlativOptions]):
     """Skyward Qmlativ HR (generic entity API, OAuth 2.0 client credentials, paging links)."""
 
     name = "skyward_qmlativ"
     title = "Skyward Qmlativ HR"
     options = QmlativOptions
-    secrets = ("client_secret",)
-
-    def __init__(
-        self, options: QmlativOptions, secrets: Mapping[str, str], context: sdk.ConnectionContext
-    ) -> None:
-        super().__init__(options, secrets, context)
-        self._client: HttpClient | None = None
-        self._auth: OAuth2ClientCredentials | None = None
-
-    def _base(self) -> str:
-        return self.config.base_url.rstrip("/") + "/"
-
-    @property
-    def client(self) -> HttpClient:
-        """The authenticated client, built on first use."""
-        if self._client is None:
-            if "client_secret" not in self.secret_values:
-                raise sdk.ConnectorConfigError("the connection gives no client_secret secret")
-            self._auth = OAuth2ClientCredentials(
-                token_url=self._base() + self.config.token_path.lstrip("/"),
-                client_id=self.config.client_id,
-                client_secret=self.secret_values["client_secret"],
-            )
-            self._client = self.config.client(self._base(), self.context, auth=self._auth)
-        return self._client
 
     def _entity(self, stream: str) -> Entity:
         return self.offered(stream, ENTITIES)
@@ -289,9 +263,6 @@ class SkywardQmlativ(sdk.Connector[QmlativOptions]):
         if rejects:
             raise sdk.BadRecord(rejects[0].reason, position=rejects[0].position)
         return records[0]
-
-    async def close(self) -> None:
-        self._client = None
 
 
 @sdk.hookimpl
