@@ -34,6 +34,7 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
+from connectors.writes import write_each
 from hub import sdk
 from hub.sdk.http import ApiOptions, BearerToken, HttpAuthError, HttpClient, HttpStatusError
 
@@ -481,24 +482,8 @@ class IncidentIq(sdk.Connector[IncidentIqOptions]):
         idempotency key: a creation whose answer is lost is not retried (the run fails), and
         the next run finds the ticket by its link and updates it instead."""
         self._stream(stream)
-        written, rejects = 0, []
-        for record in batch.records:
-            try:
-                if stream == "tickets":
-                    await self._write_ticket(record, member)
-                else:
-                    await self._write_comment(record, member)
-            except sdk.BadRecord as refused:
-                rejects.append(
-                    sdk.Reject(
-                        position=f"{stream} {record.key}",
-                        reason=refused.reason,
-                        raw=msgspec.to_builtins(record),
-                    )
-                )
-                continue
-            written += 1
-        return sdk.WriteResult(written=written, rejects=rejects)
+        one = self._write_ticket if stream == "tickets" else self._write_comment
+        return await write_each(stream, batch.records, lambda record: one(record, member))
 
     def _system(self, record: Any) -> str:
         system = getattr(record, "source_system", None) or self.config.source_system

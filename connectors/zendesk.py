@@ -42,6 +42,7 @@ from typing import Annotated, Any, ClassVar
 
 import msgspec
 
+from connectors.writes import write_each
 from hub import sdk
 from hub.sdk.http import (
     ApiOptions,
@@ -572,24 +573,8 @@ class Zendesk(sdk.Connector[ZendeskOptions]):
         """Create or update each ticket by its external id (a retried creation carries the same
         ``Idempotency-Key``), or add each comment once; what Zendesk refuses is a reject."""
         self._stream(stream)
-        written, rejects = 0, []
-        for record in batch.records:
-            try:
-                if stream == "tickets":
-                    await self._write_ticket(record, member)
-                else:
-                    await self._write_comment(record, member)
-            except sdk.BadRecord as refused:
-                rejects.append(
-                    sdk.Reject(
-                        position=f"{stream} {record.key}",
-                        reason=refused.reason,
-                        raw=msgspec.to_builtins(record),
-                    )
-                )
-                continue
-            written += 1
-        return sdk.WriteResult(written=written, rejects=rejects)
+        one = self._write_ticket if stream == "tickets" else self._write_comment
+        return await write_each(stream, batch.records, lambda record: one(record, member))
 
     async def _send(self, method: str, path: str, body: Any, key: str | None = None) -> Any:
         """One write; Zendesk's refusal of the record (RecordInvalid, 422) is a BadRecord."""
