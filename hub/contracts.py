@@ -57,9 +57,49 @@ class CatalogError(ValueError):
 def load_catalog(folder: Path) -> dict[str, Contract]:
     """The contracts of the configuration `folder` by ID ({} without a ``contracts.toml``);
     CatalogError naming every file, key and reason if any of it is wrong."""
+    return _read_catalog(folder)[0]
+
+
+#: A file as last read: (path, size, modification time in ns), or (path, -1, -1) if absent.
+Stamp = tuple[Path, int, int]
+
+#: Prices by contract ID, then by the supplier's part number.
+PriceIndex = dict[str, dict[str, ContractPrice]]
+
+#: The catalogs `contract_check` read, by folder, with the stamps of the files they came from.
+_READ: dict[Path, tuple[tuple[Stamp, ...], dict[str, Contract], PriceIndex]] = {}
+
+
+def _stamp(path: Path) -> Stamp:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return (path, -1, -1)
+    return (path, stat.st_size, stat.st_mtime_ns)
+
+
+def _checked_catalog(folder: Path) -> tuple[dict[str, Contract], PriceIndex]:
+    """The folder's catalog and its prices indexed by part, read again only when
+    ``contracts.toml`` or one of its price lists changed: the check runs on every batch."""
+    held = _READ.get(folder)
+    if held is not None and all(_stamp(stamp[0]) == stamp for stamp in held[0]):
+        return held[1], held[2]
+    contracts, files = _read_catalog(folder)
+    index = price_index(contracts)
+    _READ[folder] = (tuple(_stamp(path) for path in files), contracts, index)
+    return contracts, index
+
+
+def price_index(catalog: dict[str, Contract]) -> PriceIndex:
+    """Each contract's prices by the supplier's part number."""
+    return {cid: {p.supplier_part_id: p for p in c.prices} for cid, c in catalog.items()}
+
+
+def _read_catalog(folder: Path) -> tuple[dict[str, Contract], list[Path]]:
+    """The catalog, and the files it was read from (contracts.toml and its price lists)."""
     path = folder / CATALOG_FILE
     if not path.is_file():
-        return {}
+        return {}, [path]
     try:
         parsed = msgspec.convert(
             tomllib.loads(path.read_text(encoding="utf-8")), CatalogFile, strict=False
@@ -70,6 +110,7 @@ def load_catalog(folder: Path) -> dict[str, Contract]:
         raise CatalogError([(str(path), _key_of(error), str(error))]) from None
     problems: list[tuple[str, str, str]] = []
     contracts: dict[str, Contract] = {}
+    files = [path, *(folder / entry.price_list for entry in parsed.contracts.values())]
     for contract_id, entry in parsed.contracts.items():
         key = f"contracts.{contract_id}"
         if entry.ends_on is not None and entry.ends_on < entry.starts_on:
@@ -95,7 +136,7 @@ def load_catalog(folder: Path) -> dict[str, Contract]:
         )
     if problems:
         raise CatalogError(problems)
-    return contracts
+    return contracts, files
 
 
 def _key_of(error: msgspec.ValidationError) -> str:
@@ -145,9 +186,13 @@ def _price_list(path: Path) -> tuple[list[ContractPrice], list[tuple[str, str, s
     return prices, problems
 
 
-def order_problems(order: PurchaseOrder, catalog: dict[str, Contract]) -> list[str]:
+def order_problems(
+    order: PurchaseOrder, catalog: dict[str, Contract], prices: PriceIndex | None = None
+) -> list[str]:
     """Why each line of `order` may not be sent under the catalog; [] when every line cites a
-    contract awarded to the order's supplier, in force on the order date, at its price."""
+    contract awarded to the order's supplier, in force on the order date, at its price.
+    `prices` is `price_index(catalog)`, if the caller has it already."""
+    prices = price_index(catalog) if prices is None else prices
     problems: list[str] = []
     for line in order.lines:
         label = f"line {line.line_number}"
@@ -170,13 +215,14 @@ def order_problems(order: PurchaseOrder, catalog: dict[str, Contract]) -> list[s
                 f"{order.order_date} ({term})"
             )
         else:
-            problems += _price_problems(label, line, contract)
+            problems += _price_problems(label, line, contract, prices[contract.contract_id])
     return problems
 
 
-def _price_problems(label: str, line: PurchaseOrderLine, contract: Contract) -> list[str]:
-    prices = {p.supplier_part_id: p for p in contract.prices}
-    price = prices.get(line.supplier_part_id or "")
+def _price_problems(
+    label: str, line: PurchaseOrderLine, contract: Contract, listed: dict[str, ContractPrice]
+) -> list[str]:
+    price = listed.get(line.supplier_part_id or "")
     if price is None:
         part = line.supplier_part_id or "(none)"
         return [f"{label}: part {part} is not on contract {contract.contract_id!r}'s price list"]
@@ -197,12 +243,12 @@ def contract_check(context: BatchContext, records: list[Record]) -> list[Record]
     """Hold the purchase orders that may not go to the supplier as they are; pass the rest."""
     if not records or not isinstance(records[0], PurchaseOrder):
         return records
-    catalog = load_catalog(Path(context.config_dir))
+    catalog, prices = _checked_catalog(Path(context.config_dir))
     passed: list[Record] = []
     held: list[tuple[Record, str]] = []
     for order in records:
         assert isinstance(order, PurchaseOrder)  # a batch holds one record type
-        problems = order_problems(order, catalog)
+        problems = order_problems(order, catalog, prices)
         if problems:
             held.append((order, "; ".join(problems)))
         else:
