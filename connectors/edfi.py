@@ -572,8 +572,3 @@ class EdFi(ClientCredentialsApi[EdFiOptions]):
                     continue
                 deleted += 1
         return deleted
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(EdFi)

@@ -575,8 +575,3 @@ class IncidentIq(sdk.Connector[IncidentIqOptions]):
 
     async def close(self) -> None:
         self._client = None
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(IncidentIq)

@@ -637,8 +637,3 @@ class JiraServiceManagement(MapsRows, sdk.Connector[JiraOptions]):
 
     async def close(self) -> None:
         self._client = None
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(JiraServiceManagement)

@@ -567,8 +567,3 @@ def refused_line(record: Any, reason: str) -> sdk.Reject:
         reason=reason,
         raw=msgspec.to_builtins(record),
     )
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(NachaPpd)

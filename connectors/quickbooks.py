@@ -853,8 +853,3 @@ def _token_refusal(error: OAuthError, connection: str) -> str:
             "production ones"
         )
     return f"Intuit refused the token request: {error}"
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(QuickBooks)

@@ -755,8 +755,3 @@ def _message(error: HttpStatusError | HttpAuthError) -> str:
     if isinstance(body, dict) and body.get("message"):
         return str(body["message"])
     return str(error)
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register: Callable[[type], None]) -> None:
-    register(RequestTracker)

@@ -707,8 +707,3 @@ def _unwritable(link: str) -> str | None:
             f"its link {link!r} holds ',' '^' or a line break, which an encoded query cannot match"
         )
     return None
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(ServiceNow)

@@ -263,8 +263,3 @@ class SkywardQmlativ(ClientCredentialsApi[QmlativOptions]):
         if rejects:
             raise sdk.BadRecord(rejects[0].reason, position=rejects[0].position)
         return records[0]
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(SkywardQmlativ)

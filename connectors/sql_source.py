@@ -553,8 +553,3 @@ def _url_problem(url: str, error: BaseException) -> str:
 
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else "unknown error"
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(SqlSource)

@@ -467,8 +467,3 @@ def _sql_type(hint: Any) -> Any:
     if str in kinds:
         return Text()
     return JSON_TYPE
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(SqlTableDestination)

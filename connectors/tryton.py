@@ -735,8 +735,3 @@ def _new_party(vendor: Any) -> dict[str, Any]:
 def _raw(row: dict[str, Any]) -> dict[str, Any]:
     """A row as plain JSON for a dead letter (Decimal and dates as text)."""
     return msgspec.to_builtins(row)
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register: Callable[[type], None]) -> None:
-    register(TrytonConnector)

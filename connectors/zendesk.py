@@ -678,8 +678,3 @@ class Zendesk(sdk.Connector[ZendeskOptions]):
 
     async def close(self) -> None:
         self._client = self._export = None
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(Zendesk)

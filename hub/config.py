@@ -632,8 +632,11 @@ def connection_problems(
 ) -> list[tuple[str, str]]:
     """(key, reason) for what the loaded connectors say is wrong with `connection`: an unknown
     connector, options its schema refuses, secrets it does not take."""
-    connector = connectors.get(connection.connector)
-    if connector is None:
+    try:
+        connector = connectors[connection.connector]
+    except KeyError as error:
+        if error.args and error.args[0] != connection.connector:  # the plugin host says why
+            return [("connector", str(error.args[0]))]
         known = ", ".join(sorted(connectors)) or "none loaded"
         return [("connector", f"no connector {connection.connector!r} (known: {known})")]
     problems = []

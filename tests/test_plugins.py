@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+import subprocess
+import sys
 import textwrap
 from decimal import Decimal
 from pathlib import Path
@@ -10,10 +13,10 @@ import pytest
 
 from hub import sdk
 from hub.apply import apply
-from hub.config import load_config
+from hub.config import Connection, connection_problems, load_config
 from hub.engine.run import run_route
 from hub.metering import measure
-from hub.plugins import PluginHost
+from hub.plugins import CONNECTOR_GROUP, PluginHost
 
 
 def write_plugin(folder: Path, name: str, body: str) -> None:
@@ -29,7 +32,9 @@ def test_builtin_connectors_load_through_the_entry_points_a_vendor_uses():
     host = PluginHost([])
 
     plugins = by_name(host)
-    assert plugins["flat_file"].source == "entry point connectors.flat_file (cohub)"
+    assert (
+        plugins["flat_file"].source == "entry point connectors.flat_file:FlatFileConnector (cohub)"
+    )
     assert plugins["flat_file"].provides == ["connector:flat_file"]
     assert plugins["sql_table"].provides == ["connector:sql_table"]
     assert plugins["builtin"].provides == [
@@ -46,6 +51,74 @@ def test_builtin_connectors_load_through_the_entry_points_a_vendor_uses():
         "transform:contract_check",
     ]
     assert host.failures == []
+
+
+def test_a_declared_connector_is_imported_only_when_it_is_asked_for():
+    # In a fresh interpreter, so modules earlier tests imported do not count.
+    script = (
+        "import sys; from hub.plugins import PluginHost; host = PluginHost([]); "
+        "assert 'cxml' in host.connectors(); "
+        "before = sorted(m for m in sys.modules if m.startswith('connectors.')); "
+        "host.connector('flat_file'); "
+        "after = {m for m in sys.modules if m.startswith('connectors.')}; "
+        "print(before, 'connectors.flat_file' in after, 'connectors.cxml' in after)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.split() == ["[]", "True", "False"]
+
+
+def declare(monkeypatch, **entries: str) -> None:
+    """Make `entries` (name = "module:Class") the whole ``cohub.connectors`` group."""
+    real = importlib.metadata.entry_points
+
+    def entry_points(*, group: str):
+        if group != CONNECTOR_GROUP:
+            return real(group=group)
+        return [importlib.metadata.EntryPoint(n, v, group) for n, v in entries.items()]
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+
+
+def test_a_declared_connector_that_fails_to_import_is_reported_when_asked_for(monkeypatch):
+    declare(monkeypatch, ledgerline="cohub_ledgerline_missing:Ledgerline")
+    host = PluginHost([])
+    assert host.infos["ledgerline"].provides == ["connector:ledgerline"]  # not imported yet
+    assert host.failures == []
+    # what `cohub validate` says of a connection naming it
+    assert connection_problems(Connection(connector="ledgerline"), host.connectors()) == [
+        (
+            "connector",
+            "connector 'ledgerline' failed to load: ModuleNotFoundError: No module "
+            "named 'cohub_ledgerline_missing'",
+        )
+    ]
+
+    with pytest.raises(KeyError, match="connector 'ledgerline' failed to load: ModuleNotFound"):
+        host.connector("ledgerline")  # and asked again, the same answer
+
+    assert [(f.plugin, f.stage) for f in host.failures] == [("ledgerline", "import")]
+    assert connection_problems(Connection(connector="ledgerline"), host.connectors()) == [
+        (
+            "connector",
+            "connector 'ledgerline' failed to load: ModuleNotFoundError: No module "
+            "named 'cohub_ledgerline_missing'",
+        )
+    ]
+    assert by_name(host)["ledgerline"].status == "failed"
+    assert "ledgerline" not in host.connectors()
+
+
+def test_a_declared_connector_must_carry_its_entry_point_name(monkeypatch):
+    declare(monkeypatch, ledger="connectors.sql_table:SqlTableDestination")
+    host = PluginHost([])
+
+    assert host.connectors().get("ledger") is None
+    assert host.failures[0].error == (
+        "TypeError: connectors.sql_table:SqlTableDestination is connector 'sql_table', not 'ledger'"
+    )
 
 
 def test_the_core_never_imports_the_builtin_connectors():

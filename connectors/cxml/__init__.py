@@ -538,8 +538,3 @@ class Cxml(sdk.Connector[CxmlOptions]):
 
     async def close(self) -> None:
         self._clients.clear()
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(Cxml)

@@ -85,8 +85,3 @@ class FlatFileConnector(FlatFileReader, FlatFileWriter):
 
 #: The name this connector had when it only read; tests and benchmarks import it.
 FlatFileSource = FlatFileConnector
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(FlatFileConnector)

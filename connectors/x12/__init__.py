@@ -665,8 +665,3 @@ class X12Connector(sdk.Connector[X12Options]):
         for folder in self._folders.values():
             await folder.close()
         self._folders = {}
-
-
-@sdk.hookimpl
-def cohub_register_connectors(register):
-    register(X12Connector)
