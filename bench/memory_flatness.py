@@ -41,6 +41,7 @@ from sync_throughput import (
     add_common_arguments,
     choose_targets,
     code_fingerprint,
+    compile_cohub,
     environment_facts,
     finish_targets,
     make_console,
@@ -242,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
         "targets": {},
     }
+    compile_cohub()
     fingerprints = [code_fingerprint()]
     try:
         for target in chosen:

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sync_throughput import (
     COLUMN_NAMES,
     DEFAULT_POSTGRES_URL,
+    NOT_INHERITED,
     STREAM,
     TABLE,
     create_statement,
@@ -338,7 +339,11 @@ def venv_bin(venv: str, name: str) -> str:
 
 
 def base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("COHUB_", "VIRTUAL_ENV"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("COHUB_", "VIRTUAL_ENV")) and k not in NOT_INHERITED
+    }
     env.update(QUIET_ENV)
     return env
 
@@ -841,7 +846,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
     from rich.table import Table
-    from sync_throughput import code_fingerprint, environment_facts, export_path, generate_export
+    from sync_throughput import (
+        code_fingerprint,
+        compile_cohub,
+        environment_facts,
+        export_path,
+        generate_export,
+    )
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 170)
     # Stopped with SIGTERM: unwind, so run_pipeline's cleanup kills the running contender.
@@ -870,6 +881,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     chosen = [c for c in CONTENDERS if not args.only or c.key in args.only.split(",")]
     status = {c.key: installed(c) for c in chosen}
+    compile_cohub()
     results: dict[str, Any] = {
         "benchmark": "run",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
