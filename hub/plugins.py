@@ -102,8 +102,9 @@ class PluginHost:
         }
         self._load("builtin", "builtin", _version_of("cohub"), lambda: builtins)
         if entry_points:
-            self._load_entry_points()
-            self._declare_connectors()
+            found = importlib.metadata.entry_points()  # one scan of the installed distributions
+            self._load_entry_points(found.select(group=ENTRY_POINT_GROUP))
+            self._declare_connectors(found.select(group=CONNECTOR_GROUP))
         for folder in plugin_dirs:
             self._load_folder(Path(folder))
         self._check_pending()
@@ -156,15 +157,15 @@ class PluginHost:
         except Exception as error:  # pluggy validation: bad hook signature, firstresult misuse
             self.report(name, "register", error)
 
-    def _load_entry_points(self) -> None:
-        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    def _load_entry_points(self, found: importlib.metadata.EntryPoints) -> None:
+        for entry_point in found:
             dist = entry_point.dist
             source = f"entry point {entry_point.value}" + (f" ({dist.name})" if dist else "")
             self._load(entry_point.name, source, dist.version if dist else "-", entry_point.load)
 
-    def _declare_connectors(self) -> None:
+    def _declare_connectors(self, found: importlib.metadata.EntryPoints) -> None:
         """Note each connector entry point as a plugin providing that connector, unimported."""
-        for entry_point in importlib.metadata.entry_points(group=CONNECTOR_GROUP):
+        for entry_point in found:
             name, dist = entry_point.name, entry_point.dist
             source = f"entry point {entry_point.value}" + (f" ({dist.name})" if dist else "")
             info = self._admit(name, source, dist.version if dist else "-")

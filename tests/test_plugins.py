@@ -72,14 +72,16 @@ def test_a_declared_connector_is_imported_only_when_it_is_asked_for():
 
 def declare(monkeypatch, **entries: str) -> None:
     """Make `entries` (name = "module:Class") the whole ``cohub.connectors`` group."""
-    real = importlib.metadata.entry_points
+    real = importlib.metadata.entry_points()
+    declared = importlib.metadata.EntryPoints(
+        importlib.metadata.EntryPoint(n, v, CONNECTOR_GROUP) for n, v in entries.items()
+    )
 
-    def entry_points(*, group: str):
-        if group != CONNECTOR_GROUP:
-            return real(group=group)
-        return [importlib.metadata.EntryPoint(n, v, group) for n, v in entries.items()]
+    class Installed:
+        def select(self, *, group: str) -> importlib.metadata.EntryPoints:
+            return declared if group == CONNECTOR_GROUP else real.select(group=group)
 
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    monkeypatch.setattr(importlib.metadata, "entry_points", Installed)
 
 
 def test_a_declared_connector_that_fails_to_import_is_reported_when_asked_for(monkeypatch):
