@@ -102,12 +102,12 @@ class Mapping:
     def _converter(self, field: str, hint: Any, fixed: bool) -> Converter | None:
         kinds = sdk.field_types(hint)
         if datetime in kinds:
-            return _memoized(self._datetime_converter())
+            return _Memo(self._datetime_converter())
         if date in kinds:
             if self.profile.date_format == ISO_DATE:
                 return None  # msgspec parses ISO dates itself, in C
             fmt = self.profile.date_format
-            return _memoized(lambda text: datetime.strptime(text, fmt).date())
+            return _Memo(lambda text: datetime.strptime(text, fmt).date())
         if Decimal in kinds:
             places = self.profile.implied_decimals.get(field)
             return _decimal if places is None else _implied_decimal(places)
@@ -144,7 +144,7 @@ class Mapping:
             ],
             index.get(self.account_column or ""),
             # Districts charge a few hundred account codes over and over: parse each once.
-            _memoized(self.layout.parse),
+            _Memo(self.layout.parse),
             dict(self.profile.constants),
             None if "updated_at" in self.columns else fallback_updated,
             len(header),
@@ -188,7 +188,7 @@ class Mapping:
 def _row_mapper(
     plan: list[tuple[str, int, Converter | None]],
     account: int | None,
-    parse_account: Callable[[str], Any],
+    parse_account: _Memo,
     constants: dict[str, str],
     fallback_updated: datetime | None,
     width: int,
@@ -196,11 +196,16 @@ def _row_mapper(
     """``map_row(row)``: a file row as the dict of record fields msgspec validates, generated
     as straight-line code (one block per mapped column, each converter called directly), which
     is about a third faster than looping over the plan for every row. An empty cell is left
-    out, so the field takes its default or is reported missing."""
+    out, so the field takes its default or is reported missing. Memoized converters are looked
+    up in their dict right there, and an amount tries plain ``Decimal(text)`` first: a Python
+    call per cell is a good part of the cost of a row."""
     namespace: dict[str, Any] = {
         "constants": constants,
         "parse_account": parse_account,
+        "seen_account": parse_account.seen,
         "fallback_updated": fallback_updated,
+        "Decimal": Decimal,
+        "InvalidOperation": InvalidOperation,
     }
     lines = [
         "def map_row(row):",
@@ -210,15 +215,32 @@ def _row_mapper(
     ]
     for number, (field, column, convert) in enumerate(plan):
         lines.append(f"    text = row[{column}].strip()")
+        call = f"convert{number}(text)"
+        namespace[f"convert{number}"] = convert
         if convert is None:
             lines.append(f"    if text: out[{field!r}] = text")
+        elif convert is _decimal:
+            # _decimal itself only for the texts Decimal() refuses or the check rejects.
+            lines += [
+                "    if text:",
+                "        try:",
+                "            value = Decimal(text)",
+                "        except InvalidOperation:",
+                f"            value = {call}",
+                "        if not (value.is_finite() and -16 < value.adjusted() < 16):",
+                f"            value = {call}",
+                f"        out[{field!r}] = value",
+            ]
+        elif isinstance(convert, _Memo):
+            # `or`: a falsy answer only goes the long way round, through the memo.
+            namespace[f"seen{number}"] = convert.seen
+            lines.append(f"    if text: out[{field!r}] = seen{number}.get(text) or {call}")
         else:
-            namespace[f"convert{number}"] = convert
-            lines.append(f"    if text: out[{field!r}] = convert{number}(text)")
+            lines.append(f"    if text: out[{field!r}] = {call}")
     if account is not None:
         # An empty account cell leaves the account out: optional on some records (assignments).
         lines.append(f"    text = row[{account}].strip()")
-        lines.append("    if text: out['account'] = parse_account(text)")
+        lines.append("    if text: out['account'] = seen_account.get(text) or parse_account(text)")
     if fallback_updated is not None:
         lines.append("    out['updated_at'] = fallback_updated")
     lines.append("    return out")
@@ -235,20 +257,25 @@ def _translated(table: dict[str, str] | None, convert: Converter | None) -> Conv
     return lambda text: convert(table.get(text, text))
 
 
-def _memoized(convert: Converter, limit: int = 4096) -> Converter:
-    """`convert` remembering its answers: an export repeats the same few pay dates and
-    timestamps on thousands of rows, and parsing them is the costliest step per row."""
-    seen: dict[str, Any] = {}
+class _Memo:
+    """A converter remembering its answers: an export repeats the same few pay dates and
+    timestamps on thousands of rows, and parsing them is the costliest step per row. The row
+    mapper looks in `seen` itself and calls the memo only on a miss."""
 
-    def cached(text: str) -> Any:
-        value = seen.get(text)
+    __slots__ = ("convert", "limit", "seen")
+
+    def __init__(self, convert: Converter, limit: int = 4096) -> None:
+        self.convert = convert
+        self.limit = limit
+        self.seen: dict[str, Any] = {}
+
+    def __call__(self, text: str) -> Any:
+        value = self.seen.get(text)
         if value is None:
-            if len(seen) >= limit:
-                seen.clear()
-            value = seen[text] = convert(text)
+            if len(self.seen) >= self.limit:
+                self.seen.clear()
+            value = self.seen[text] = self.convert(text)
         return value
-
-    return cached
 
 
 def _decimal(text: str) -> Decimal:
@@ -264,7 +291,7 @@ def _decimal(text: str) -> Decimal:
             value = Decimal(cleaned)
         except InvalidOperation:
             raise ValueError(f"{text!r} is not an amount") from None
-    if not value.is_finite() or abs(value.adjusted()) > 15:
+    if not (value.is_finite() and -16 < value.adjusted() < 16):
         raise ValueError(f"{text!r} is not an amount")
     return value
 
