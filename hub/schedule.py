@@ -17,11 +17,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-
 if TYPE_CHECKING:
+    from apscheduler.triggers.base import BaseTrigger
+
     from hub.config import Schedule
 
 #: Where interval slots count from, so that workers started at different times agree on them.
@@ -129,7 +127,7 @@ class Timetable:
         # trigger adds its interval to any previous time given, aligned with its anchor or not.
         moment = after.astimezone(UTC) + timedelta(microseconds=1)  # UTC: no wall-clock folds
         slot = self.trigger.get_next_fire_time(None, moment)
-        if slot is not None and slot.fold and isinstance(self.trigger, CronTrigger):
+        if slot is not None and slot.fold and self.schedule.cron is not None:
             # The hour clocks repeat when daylight saving time ends: a cron slot in it runs
             # once, at its first occurrence, as cron itself does.
             return self.next_slot(slot)
@@ -172,6 +170,10 @@ class Timetable:
 
 
 def _trigger(schedule: Schedule, zone: ZoneInfo) -> BaseTrigger:
+    # Imported here: only commands that meet a schedule need APScheduler (3 MiB), not a sync.
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
     if (schedule.cron is None) == (schedule.every is None):
         raise ScheduleError("cron", "give exactly one of cron and every")
     if schedule.cron is not None:

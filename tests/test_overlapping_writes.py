@@ -53,10 +53,15 @@ class Sink(sdk.Connector[SinkOptions]):
         return sdk.WriteResult(written=len(batch.records))
 
 
-class Feed(sdk.Connector):
-    '''Three batches of ten pay lines, then a failure.'''
+class FeedOptions(sdk.Options, kw_only=True):
+    log: str = ""
+
+
+class Feed(sdk.Connector[FeedOptions]):
+    '''Three batches of ten pay lines, then a failure; logs reading each.'''
 
     name = "feed"
+    options = FeedOptions
 
     async def read(self, stream, state):
         record = sdk.record_type("payroll.pay_line")
@@ -73,6 +78,9 @@ class Feed(sdk.Connector):
                 for n in range(first, first + 10)
             ]
             records, _ = sdk.convert_rows(record, lines)
+            if self.config.log:
+                with open(self.config.log, "a") as log:
+                    log.write(f"read {first // 10 + 1}\\n")
             yield sdk.Batch(records=records, state={"sent": first + 10})
         raise RuntimeError("feed broke")
 
@@ -169,3 +177,18 @@ async def test_a_destination_declaring_no_write_slots_fails_the_run_naming_it(ru
         "connection 'cbo-payroll-db' (sink, plugin 'sink') failed to write: "
         "ValueError: concurrent_writes is 0, not a positive integer",
     )
+
+
+async def test_the_source_reads_one_batch_ahead_of_the_writes_and_no_more(runtime, config_dir):
+    log = await route_into_sink(runtime, config_dir, concurrent=1, delays={1: 0.3})
+    (config_dir / "connections" / "eastview-payroll.toml").write_text(
+        f'connector = "feed"\nmember = "eastview"\n\n[options]\nlog = "{log}"\n'
+    )
+    await apply(runtime.engine, load_config(config_dir))
+
+    await sync_eastview(runtime)
+
+    lines = log.read_text().splitlines()
+    # While batch 1 is written, batch 2 is read, and batch 3 waits (batches in memory are 2).
+    assert sorted(lines[: lines.index("end 1")]) == ["read 1", "read 2", "start 1"]
+    assert lines.index("read 3") > lines.index("end 1")

@@ -51,8 +51,10 @@ from hub.store.tables import runs
 
 log = structlog.get_logger("hub.engine")
 
-#: Batches read ahead of delivery: enough to keep the destination busy, bounded for memory.
-QUEUE_DEPTH = 1
+#: Batches read ahead of delivery, the one being read included: the next batch is read while
+#: the destination writes, and no further one is begun. (A bounded queue alone let a third batch
+#: be read while a second waited in it: 3 MiB more per 5,000 records, and no faster.)
+READ_AHEAD = 1
 
 T = TypeVar("T")
 
@@ -422,7 +424,8 @@ class Run:
 
     async def pump(self, source: Connector, destination: Connector, start: State | None) -> str:
         """Read `source` after `start`, write, and checkpoint every batch in read order."""
-        queue: asyncio.Queue[Batch | _SourceFailed | None] = asyncio.Queue(maxsize=QUEUE_DEPTH)
+        queue: asyncio.Queue[Batch | _SourceFailed | None] = asyncio.Queue()
+        ahead = asyncio.Semaphore(READ_AHEAD)  # taken to read a batch, given back when it is taken
         blame_source = self.blame_source
 
         async def produce() -> None:
@@ -435,12 +438,14 @@ class Run:
                     except StopAsyncIteration:
                         return None
 
-                while (
-                    batch := await self.call(
+                while True:
+                    await ahead.acquire()
+                    batch = await self.call(
                         next_batch(), "read", blame_source, expect=(Batch, type(None))
                     )
-                ) is not None:
-                    await queue.put(batch)
+                    if batch is None:
+                        break
+                    queue.put_nowait(batch)
             except Exception as error:
                 await queue.put(
                     _SourceFailed(
@@ -448,7 +453,7 @@ class Run:
                     )
                 )
             else:
-                await queue.put(None)
+                queue.put_nowait(None)
 
         limit = self._write_limit(destination)
         producer = asyncio.create_task(produce())
@@ -456,6 +461,7 @@ class Run:
         state = start
         try:
             while (item := await queue.get()) is not None:
+                ahead.release()
                 if isinstance(item, _SourceFailed):
                     # What was written before the failure keeps its checkpoints.
                     await self._commit(source, writing_now, len(writing_now))
