@@ -75,7 +75,10 @@ def test_plugins_lists_name_version_source_and_what_each_provides(tmp_path):
     result = cohub("plugins", "--json", cwd=tmp_path)
 
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
-    assert plugins["flat_file"]["source"] == "entry point connectors.flat_file:FlatFileConnector (cohub)"
+    assert (
+        plugins["flat_file"]["source"]
+        == "entry point connectors.flat_file:FlatFileConnector (cohub)"
+    )
     assert plugins["flat_file"]["version"] == "0.1.0"
     assert plugins["sql_table"]["provides"] == ["connector:sql_table"]
 
