@@ -16,27 +16,25 @@ from hub import sdk
 HEADER = "Run,Date,Emp,Line,Code,Amount,Account,Modified"
 
 
+#: The stream profile of these tests' pay lines (columns named as in `HEADER`).
+PAY_LINES = {
+    "record": "payroll.pay_line",
+    "pattern": "*.csv",
+    "account_column": "Account",
+    "columns": {
+        "pay_run_id": "Run",
+        "pay_date": "Date",
+        "employee_id": "Emp",
+        "line_number": "Line",
+        "code": "Code",
+        "amount": "Amount",
+        "updated_at": "Modified",
+    },
+}
+
+
 def source(folder: Path, **options) -> FlatFileSource:
-    raw = {
-        "folder": str(folder),
-        "streams": {
-            "pay_lines": {
-                "record": "payroll.pay_line",
-                "pattern": "*.csv",
-                "account_column": "Account",
-                "columns": {
-                    "pay_run_id": "Run",
-                    "pay_date": "Date",
-                    "employee_id": "Emp",
-                    "line_number": "Line",
-                    "code": "Code",
-                    "amount": "Amount",
-                    "updated_at": "Modified",
-                },
-            }
-        },
-        **options,
-    }
+    raw = {"folder": str(folder), "streams": {"pay_lines": PAY_LINES}, **options}
     context = sdk.ConnectionContext(connection="test", member="eastview", base_dir=str(folder))
     return FlatFileSource(FlatFileSource.parse_options(raw), {}, context)
 

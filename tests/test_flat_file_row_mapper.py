@@ -11,29 +11,15 @@ import pytest
 
 from connectors.flat_file.mapping import Mapping
 from connectors.flat_file.options import StreamProfile
+from tests.test_flat_file import PAY_LINES
 
 HEADER = ["Run", "Date", "Emp", "Line", "Code", "Hours", "Amount", "Account", "Modified"]
 FALLBACK = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def build():
-    profile = msgspec.convert(
-        {
-            "record": "payroll.pay_line",
-            "account_column": "Account",
-            "columns": {
-                "pay_run_id": "Run",
-                "pay_date": "Date",
-                "employee_id": "Emp",
-                "line_number": "Line",
-                "code": "Code",
-                "hours": "Hours",
-                "amount": "Amount",
-                "updated_at": "Modified",
-            },
-        },
-        StreamProfile,
-    )
+    columns = {**PAY_LINES["columns"], "hours": "Hours"}
+    profile = msgspec.convert({**PAY_LINES, "columns": columns}, StreamProfile)
     return Mapping(profile, "nys", "pay_lines").compile(HEADER, FALLBACK, "pay.csv")
 
 
