@@ -17,6 +17,7 @@ from hub import sdk
 from hub.apply import apply
 from hub.config import load_config
 from hub.engine.run import run_route
+from tests.test_flat_file import PAY_LINES
 
 HEADER = "Run,Date,Emp,Line,Code,Amount,Account"
 
@@ -26,24 +27,10 @@ def line(n: int) -> str:
 
 
 def connector(folder: Path, **options) -> FlatFileConnector:
-    raw = {
-        "folder": str(folder),
-        "streams": {
-            "pay_lines": {
-                "record": "payroll.pay_line",
-                "account_column": "Account",
-                "columns": {
-                    "pay_run_id": "Run",
-                    "pay_date": "Date",
-                    "employee_id": "Emp",
-                    "line_number": "Line",
-                    "code": "Code",
-                    "amount": "Amount",
-                },
-            }
-        },
-        **options,
-    }
+    # These exports have no Modified column: a line's update time is its file's.
+    columns = {k: v for k, v in PAY_LINES["columns"].items() if k != "updated_at"}
+    stream = {**PAY_LINES, "columns": columns}
+    raw = {"folder": str(folder), "streams": {"pay_lines": stream}, **options}
     context = sdk.ConnectionContext(connection="t", member="eastview", base_dir=str(folder))
     return FlatFileConnector(FlatFileConnector.parse_options(raw), {}, context)
 
