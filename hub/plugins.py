@@ -273,6 +273,11 @@ class PluginHost:
             known = ", ".join(self.connector_names()) or "none loaded"
             raise KeyError(f"no connector {name!r} (known: {known})") from None
 
+    def import_connectors(self) -> None:
+        """Import every declared connector (a listing shows what works, not what is declared)."""
+        for name in list(self._declared):
+            self._import_connector(name)
+
     def connector_names(self) -> list[str]:
         """The names of every connector, imported or not, sorted."""
         return sorted({*self._connectors, *self._declared})
@@ -292,8 +297,7 @@ class PluginHost:
     def plugins(self) -> list[PluginInfo]:
         """Every plugin seen, loaded, disabled or failed (declared connectors are imported, so
         the list says which of them work)."""
-        for name in list(self._declared):
-            self._import_connector(name)
+        self.import_connectors()
         return sorted(self.infos.values(), key=lambda i: (i.source != "builtin", i.name))
 
     def add_plugin(self, plugin: object, name: str) -> None:
@@ -344,10 +348,12 @@ class _Connectors(Mapping[str, type[Connector]]):
     def __contains__(self, name: object) -> bool:  # without importing it
         return name in self._host.connector_names()
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[str]:  # every one that imports
+        self._host.import_connectors()
         return iter(self._host.connector_names())
 
     def __len__(self) -> int:
+        self._host.import_connectors()
         return len(self._host.connector_names())
 
 

@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from connectors.flat_file import FlatFileConnector
 from hub import sdk
 from hub.apply import apply
 from hub.config import Connection, connection_problems, load_config
 from hub.engine.run import run_route
 from hub.metering import measure
 from hub.plugins import CONNECTOR_GROUP, PluginHost
+
+FLAT_FILE = "connectors.flat_file:FlatFileConnector"
 
 
 def write_plugin(folder: Path, name: str, body: str) -> None:
@@ -84,6 +87,16 @@ def declare(monkeypatch, **entries: str) -> None:
     monkeypatch.setattr(importlib.metadata, "entry_points", Installed)
 
 
+def test_a_listing_of_connectors_leaves_out_one_that_fails_to_import(monkeypatch):
+    declare(monkeypatch, ledgerline="cohub_ledgerline_missing:Ledgerline", flat_file=FLAT_FILE)
+    host = PluginHost([])
+
+    listed = dict(host.connectors().items())
+    assert listed["flat_file"] is FlatFileConnector
+    assert "ledgerline" not in listed
+    assert by_name(host)["ledgerline"].status == "failed"
+
+
 def test_a_declared_connector_that_fails_to_import_is_reported_when_asked_for(monkeypatch):
     declare(monkeypatch, ledgerline="cohub_ledgerline_missing:Ledgerline")
     host = PluginHost([])
@@ -102,6 +115,7 @@ def test_a_declared_connector_that_fails_to_import_is_reported_when_asked_for(mo
         host.connector("ledgerline")  # and asked again, the same answer
 
     assert [(f.plugin, f.stage) for f in host.failures] == [("ledgerline", "import")]
+
     assert connection_problems(Connection(connector="ledgerline"), host.connectors()) == [
         (
             "connector",
