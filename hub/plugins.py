@@ -159,16 +159,13 @@ class PluginHost:
 
     def _load_entry_points(self, found: importlib.metadata.EntryPoints) -> None:
         for entry_point in found:
-            dist = entry_point.dist
-            source = f"entry point {entry_point.value}" + (f" ({dist.name})" if dist else "")
-            self._load(entry_point.name, source, dist.version if dist else "-", entry_point.load)
+            self._load(entry_point.name, *_source_of(entry_point), entry_point.load)
 
     def _declare_connectors(self, found: importlib.metadata.EntryPoints) -> None:
         """Note each connector entry point as a plugin providing that connector, unimported."""
         for entry_point in found:
-            name, dist = entry_point.name, entry_point.dist
-            source = f"entry point {entry_point.value}" + (f" ({dist.name})" if dist else "")
-            info = self._admit(name, source, dist.version if dist else "-")
+            name = entry_point.name
+            info = self._admit(name, *_source_of(entry_point))
             if info is not None:
                 info.provides.append(f"connector:{name}")
                 self._declared[name] = entry_point
@@ -249,7 +246,7 @@ class PluginHost:
         for (kind, name), owner in list(self._owners.items()):
             if owner == plugin:
                 del self._owners[(kind, name)]
-                self._registries[kind].pop(name, None)
+                self._registries[kind].pop(name)
         self.infos[plugin].provides.clear()
         if self.pm.get_plugin(plugin) is not None:
             self.pm.unregister(name=plugin)
@@ -387,6 +384,13 @@ def _import_file(name: str, path: Path) -> ModuleType:
         sys.modules.pop(module_name, None)
         raise
     return module
+
+
+def _source_of(entry_point: importlib.metadata.EntryPoint) -> tuple[str, str]:
+    """Where an entry-point plugin comes from, as listed, and its distribution's version."""
+    dist = entry_point.dist
+    source = f"entry point {entry_point.value}" + (f" ({dist.name})" if dist else "")
+    return source, dist.version if dist else "-"
 
 
 def _version_of(distribution: str) -> str:
