@@ -10,7 +10,6 @@ from typing import Any, Literal
 
 import msgspec
 from sqlalchemy import String, and_, distinct, func, literal, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from hub.billing.periods import FiscalCalendar, month_of, next_month
@@ -19,7 +18,7 @@ from hub.plugins import PluginHost
 from hub.sdk.extensions import BatchContext, Meter
 from hub.sdk.lifecycle import UsageQuantity
 from hub.store.tables import QUANTITY_PLACES, closed_months, cooperative, usage_daily, usage_events
-from hub.store.upsert import insert_ignoring_duplicates
+from hub.store.upsert import dialect_insert, insert_ignoring_duplicates
 
 _encode = msgspec.json.Encoder(order="sorted").encode
 
@@ -215,7 +214,7 @@ async def _roll_up(conn: AsyncConnection, rows: Sequence[dict[str, Any]]) -> Non
     if not totals:
         return
     dialect = conn.dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(usage_daily)
+    insert = dialect_insert(usage_daily, "postgresql" if dialect == "postgresql" else "sqlite")
     stored, incoming = usage_daily.c, insert.excluded
     larger = func.greatest if dialect == "postgresql" else func.max
     await conn.execute(

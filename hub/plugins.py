@@ -103,8 +103,9 @@ class PluginHost:
         self._load("builtin", "builtin", _version_of("cohub"), lambda: builtins)
         if entry_points:
             found = importlib.metadata.entry_points()  # one scan of the installed distributions
-            self._load_entry_points(found.select(group=ENTRY_POINT_GROUP))
-            self._declare_connectors(found.select(group=CONNECTOR_GROUP))
+            described: dict[int, tuple[str, str]] = {}
+            self._load_entry_points(found.select(group=ENTRY_POINT_GROUP), described)
+            self._declare_connectors(found.select(group=CONNECTOR_GROUP), described)
         for folder in plugin_dirs:
             self._load_folder(Path(folder))
         self._check_pending()
@@ -157,15 +158,19 @@ class PluginHost:
         except Exception as error:  # pluggy validation: bad hook signature, firstresult misuse
             self.report(name, "register", error)
 
-    def _load_entry_points(self, found: importlib.metadata.EntryPoints) -> None:
+    def _load_entry_points(
+        self, found: importlib.metadata.EntryPoints, described: dict[int, tuple[str, str]]
+    ) -> None:
         for entry_point in found:
-            self._load(entry_point.name, *_source_of(entry_point), entry_point.load)
+            self._load(entry_point.name, *_source_of(entry_point, described), entry_point.load)
 
-    def _declare_connectors(self, found: importlib.metadata.EntryPoints) -> None:
+    def _declare_connectors(
+        self, found: importlib.metadata.EntryPoints, described: dict[int, tuple[str, str]]
+    ) -> None:
         """Note each connector entry point as a plugin providing that connector, unimported."""
         for entry_point in found:
             name = entry_point.name
-            info = self._admit(name, *_source_of(entry_point))
+            info = self._admit(name, *_source_of(entry_point, described))
             if info is not None:
                 info.provides.append(f"connector:{name}")
                 self._declared[name] = entry_point
@@ -386,11 +391,20 @@ def _import_file(name: str, path: Path) -> ModuleType:
     return module
 
 
-def _source_of(entry_point: importlib.metadata.EntryPoint) -> tuple[str, str]:
-    """Where an entry-point plugin comes from, as listed, and its distribution's version."""
+def _source_of(
+    entry_point: importlib.metadata.EntryPoint, described: dict[int, tuple[str, str]]
+) -> tuple[str, str]:
+    """Where an entry-point plugin comes from, as listed, and its distribution's version.
+    `described` keeps each distribution's name and version by the identity of the object its
+    entry points share: every read of either parses the distribution's METADATA file again."""
     dist = entry_point.dist
-    source = f"entry point {entry_point.value}" + (f" ({dist.name})" if dist else "")
-    return source, dist.version if dist else "-"
+    if dist is None:
+        return f"entry point {entry_point.value}", "-"
+    if id(dist) not in described:
+        metadata = dist.metadata
+        described[id(dist)] = (metadata["Name"], metadata["Version"])
+    name, version = described[id(dist)]
+    return f"entry point {entry_point.value} ({name})", version
 
 
 def _version_of(distribution: str) -> str:
