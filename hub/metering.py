@@ -134,23 +134,44 @@ async def record_usage(
     after a crash adds nothing."""
     return await append_usage(
         conn,
-        [
-            UsageEvent(
-                idempotency_key=q.key
-                or ":".join((fingerprint, q.meter, q.member, *((q.subject,) if q.subject else ()))),
-                member=q.member,
-                service=service,
-                meter=q.meter,
-                quantity=q.quantity,
-                occurred_at=occurred_at,
-                subject=q.subject,
-                route=route,
-                run_id=run_id,
-            )
-            for q in quantities
-        ],
+        ledger_entries(
+            quantities,
+            fingerprint=fingerprint,
+            service=service,
+            occurred_at=occurred_at,
+            route=route,
+            run_id=run_id,
+        ),
         calendar,
     )
+
+
+def ledger_entries(
+    quantities: Sequence[UsageQuantity],
+    *,
+    fingerprint: str,
+    service: str,
+    occurred_at: datetime,
+    route: str | None = None,
+    run_id: int | None = None,
+) -> list[UsageEvent]:
+    """A batch's usage as ledger entries, keyed by the batch's fingerprint (a quantity's own key
+    where it has one)."""
+    return [
+        UsageEvent(
+            idempotency_key=q.key
+            or ":".join((fingerprint, q.meter, q.member, *((q.subject,) if q.subject else ()))),
+            member=q.member,
+            service=service,
+            meter=q.meter,
+            quantity=q.quantity,
+            occurred_at=occurred_at,
+            subject=q.subject,
+            route=route,
+            run_id=run_id,
+        )
+        for q in quantities
+    ]
 
 
 async def append_usage(

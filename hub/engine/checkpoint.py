@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from hub.billing.periods import FiscalCalendar
 from hub.engine.deadletters import is_sealed_record, record_digest, seal_record
 from hub.keyring import Keyring, keyring_for
-from hub.metering import record_usage
+from hub.metering import append_usage, ledger_entries
 from hub.sdk.connector import Reject, State
 from hub.sdk.lifecycle import RunCounts, UsageQuantity
 from hub.store.database import writing
@@ -109,35 +109,53 @@ async def save_state(
         await conn.execute(stream_states.insert().values(route=route, **values))
 
 
-async def commit_batch(
+class BatchEffects(msgspec.Struct, frozen=True, kw_only=True):
+    """What a delivered batch adds to the checkpoint that commits it, besides the route's state:
+    its usage, keyed by the batch's `fingerprint`, and its dead letters (the source's `rejects`,
+    the records the destination `refused` and those a transform `held`)."""
+
+    member: str | None
+    fingerprint: str
+    usage: Sequence[UsageQuantity]
+    rejects: Sequence[Reject] = ()
+    refused: Sequence[Reject] = ()
+    held: Sequence[Reject] = ()
+
+
+async def commit_checkpoint(
     engine: AsyncEngine,
     *,
     run_id: int,
     route: str,
     stream: str,
-    member: str | None,
     service: str,
     state: State,
     generation: int,
     counts: RunCounts,
-    usage: Sequence[UsageQuantity],
-    fingerprint: str,
-    rejects: Sequence[Reject],
-    refused: Sequence[Reject] = (),
-    held: Sequence[Reject] = (),
+    batches: Sequence[BatchEffects] = (),
     calendar: FiscalCalendar | None = None,
 ) -> bool:
-    """Store a delivered batch's checkpoint, usage, dead letters (the source's `rejects`, the
-    records the destination `refused` and those a transform `held`) and the run's counters at
-    once; return whether the run was asked to stop (`cohub runs cancel`)."""
+    """Store the route's state and the run's counters with the usage and dead letters of the
+    `batches` delivered since the last checkpoint, all at once; return whether the run was asked
+    to stop (`cohub runs cancel`). Several batches in one transaction cost about what one does:
+    the parts of a partitioned read deliver faster than one checkpoint each can keep up with."""
     now = datetime.now(UTC)
-    letters = [(SOURCE, r) for r in rejects] + [(DESTINATION, r) for r in refused]
-    letters += [(HOLD, r) for r in held]
+    letters = [
+        (
+            batch,
+            [(SOURCE, r) for r in batch.rejects]
+            + [(DESTINATION, r) for r in batch.refused]
+            + [(HOLD, r) for r in batch.held],
+        )
+        for batch in batches
+    ]
+    letters = [(batch, theirs) for batch, theirs in letters if theirs]
     # Dead letters are sealed under the member's data key when there is a master key; the key
-    # is made (in its own transaction) before this batch's transaction opens.
+    # is made (in its own transaction) before the checkpoint's transaction opens.
     keyring = keyring_for(engine) if letters else None
     if keyring is not None:
-        await keyring.ensure(member)
+        for member in dict.fromkeys(batch.member for batch, _ in letters):
+            await keyring.ensure(member)
     async with writing(engine) as conn:
         await save_state(
             conn,
@@ -148,25 +166,28 @@ async def commit_batch(
             generation=generation,
             cycle_complete=False,
         )
-        await record_usage(
-            conn,
-            usage,
-            fingerprint=fingerprint,
-            service=service,
-            occurred_at=now,
-            route=route,
-            run_id=run_id,
-            calendar=calendar,
-        )
-        fresh = await _not_yet_dead_lettered(conn, route, stream, member, letters, keyring)
-        if fresh:
-            await conn.execute(
-                dead_letters.insert(),
-                [
-                    await _dead_letter(r, side, run_id, route, member, stream, now, keyring)
-                    for side, r in fresh
-                ],
+        events = [
+            event
+            for batch in batches
+            for event in ledger_entries(
+                batch.usage,
+                fingerprint=batch.fingerprint,
+                service=service,
+                occurred_at=now,
+                route=route,
+                run_id=run_id,
             )
+        ]
+        await append_usage(conn, events, calendar)
+        rows = []
+        for batch, theirs in letters:
+            fresh = await _not_yet_dead_lettered(conn, route, stream, batch.member, theirs, keyring)
+            rows += [
+                await _dead_letter(r, side, run_id, route, batch.member, stream, now, keyring)
+                for side, r in fresh
+            ]
+        if rows:
+            await conn.execute(dead_letters.insert(), rows)
         return await save_counts(conn, run_id, counts, state_after=state)
 
 

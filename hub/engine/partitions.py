@@ -5,8 +5,10 @@ and reads that many parts at once: one in the run's own process, the others each
 forked from it. Every part opens both connections and pumps its batches through the same read,
 transform, write and measure steps as a serial run, then hands each written batch's checkpoint
 facts (`Delivered`) to the run, over a pipe from a forked process. The run commits every one of
-them (state, usage, dead letters, counters) in one transaction, as a serial run does. Records
-never cross the pipe, so the parts scale with the cores instead of paying to pickle records.
+them (state, usage, dead letters, counters) in one transaction, as a serial run does; those that
+arrived while it was committing go in the next one together, so the checkpoints keep up with
+parts delivering faster than a transaction each. Records never cross the pipe, so the parts
+scale with the cores instead of paying to pickle records.
 
 While parts are in progress the route's stored state is ``{PARTS: [{"state": …, "done": …}]}``:
 a run that stops, fails or dies resumes every part from its own checkpoint. Usage keys come from
@@ -22,6 +24,7 @@ import contextlib
 import multiprocessing
 import signal
 import sys
+from collections import deque
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkContext, ForkProcess
@@ -93,6 +96,7 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
     context = multiprocessing.get_context("fork")
     stop = context.Event()
     inbox: Inbox = asyncio.Queue()
+    arrived: deque[tuple[int, PartBatch | PartEnded | None]] = deque()  # taken from the inbox
     waiting = [index for index, part in enumerate(parts) if not part["done"]]
     running: dict[int, ForkProcess | asyncio.Task[None]] = {}
     ended: set[int] = set()
@@ -108,7 +112,11 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
                     running[index] = _start_here(run, index, state, stop, inbox)
             if not running:
                 break
-            index, message = await inbox.get()
+            if not arrived:
+                arrived.append(await inbox.get())
+            while not inbox.empty():
+                arrived.append(inbox.get_nowait())
+            index, message = arrived.popleft()
             if message is None:  # the part is over: its process closed its end of the pipe
                 worker = running.pop(index)
                 if isinstance(worker, asyncio.Task):
@@ -122,8 +130,15 @@ async def pump_parts(run: Run, source: Connector, parts: list[dict[str, Any]]) -
                     )
                     stop.set()
             elif isinstance(message, PartBatch):
+                # The batches that arrived while the last checkpoint was committed, from any
+                # part, are committed in one checkpoint.
+                batches = [message.delivered]
                 parts[index]["state"] = message.delivered.state
-                if await run.checkpoint(message.delivered, {PARTS: parts}) or run.stopping():
+                while arrived and isinstance(arrived[0][1], PartBatch):
+                    index, message = arrived.popleft()
+                    batches.append(message.delivered)
+                    parts[index]["state"] = message.delivered.state
+                if await run.checkpoint(*batches, stored={PARTS: parts}) or run.stopping():
                     stop.set()
             else:
                 ended.add(index)
@@ -269,9 +284,13 @@ class PartRun(Run):
         # flight per part only adds memory (measured: 10 MiB less, no slower, in bench/).
         return 1
 
-    async def checkpoint(self, delivered: Delivered, stored: State | None = None) -> bool:
-        retried, self.retried_sent = self.counts.retried - self.retried_sent, self.counts.retried
-        self.send_batch(PartBatch(msgspec.structs.replace(delivered, retried=retried)))
+    async def checkpoint(self, *delivered: Delivered, stored: State | None = None) -> bool:
+        for batch in delivered:
+            retried, self.retried_sent = (
+                self.counts.retried - self.retried_sent,
+                self.counts.retried,
+            )
+            self.send_batch(PartBatch(msgspec.structs.replace(batch, retried=retried)))
         return self.parts_stop.is_set()
 
     async def acknowledge(self, source: Connector, state: State) -> None:

@@ -13,7 +13,7 @@ import asyncio
 import inspect
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -25,7 +25,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from hub.billing.periods import FiscalCalendar
 from hub.engine import inbox
-from hub.engine.checkpoint import ClaimLost, Delivered, commit_batch, load_state, save_state
+from hub.engine.checkpoint import (
+    BatchEffects,
+    ClaimLost,
+    Delivered,
+    commit_checkpoint,
+    load_state,
+    save_state,
+)
 from hub.engine.claims import (
     DEFAULT_LEASE,
     FULL_MODES,
@@ -549,85 +556,75 @@ class Run:
         except ConnectionFailed as error:
             log.warning("source.acknowledge_failed", error=redact_text(str(error)))
 
-    async def checkpoint(self, delivered: Delivered, stored: State | None = None) -> bool:
-        """Commit a delivered batch's checkpoint (`stored`, else the batch's own state), usage
+    async def checkpoint(self, *delivered: Delivered, stored: State | None = None) -> bool:
+        """Commit the checkpoint of the `delivered` batches, in the order they were written, in
+        one transaction: the route's state (`stored`, else the last batch's own), their usage
         and dead letters; whether to stop."""
         counts = self.counts
-        rejected = len(delivered.rejects) + len(delivered.refused) + len(delivered.held)
-        counts.read += delivered.read
-        counts.written += delivered.written
-        counts.rejected += rejected
-        counts.deleted += delivered.deleted
-        counts.retried += delivered.retried
-        counts.batches += 1
-        self.last_progress = time.monotonic()
         route = self.route
-        cancel = await self.commit(
-            delivered.state if stored is None else stored,
-            member=delivered.member,
-            usage=delivered.usage,
-            fingerprint=batch_fingerprint(
-                route.name,
-                route.source_stream,
-                delivered.state_before,
-                delivered.state,
-                self.start.generation,
-            ),
-            rejects=delivered.rejects,
-            refused=delivered.refused,
-            held=delivered.held,
-        )
-        log.debug(
-            "batch.committed",
-            written=delivered.written,
-            rejected=rejected,
-            deleted=delivered.deleted,
-        )
-        await self.host.notify(
-            "cohub_batch_committed",
-            timeout=self.timeout,
-            run=self.info,
-            batch=CommittedBatch(
-                stream=route.source_stream,
-                written=delivered.written,
-                rejected=rejected,
-                usage=delivered.usage,
-            ),
-        )
+        effects = []
+        rejected = [len(b.rejects) + len(b.refused) + len(b.held) for b in delivered]
+        for batch, its_rejected in zip(delivered, rejected, strict=True):
+            counts.read += batch.read
+            counts.written += batch.written
+            counts.rejected += its_rejected
+            counts.deleted += batch.deleted
+            counts.retried += batch.retried
+            counts.batches += 1
+            effects.append(
+                BatchEffects(
+                    member=batch.member or route.member,
+                    fingerprint=batch_fingerprint(
+                        route.name,
+                        route.source_stream,
+                        batch.state_before,
+                        batch.state,
+                        self.start.generation,
+                    ),
+                    usage=batch.usage,
+                    rejects=batch.rejects,
+                    refused=batch.refused,
+                    held=batch.held,
+                )
+            )
+        self.last_progress = time.monotonic()
+        cancel = await self.commit(delivered[-1].state if stored is None else stored, effects)
+        for batch, its_rejected in zip(delivered, rejected, strict=True):
+            log.debug(
+                "batch.committed",
+                written=batch.written,
+                rejected=its_rejected,
+                deleted=batch.deleted,
+            )
+            await self.host.notify(
+                "cohub_batch_committed",
+                timeout=self.timeout,
+                run=self.info,
+                batch=CommittedBatch(
+                    stream=route.source_stream,
+                    written=batch.written,
+                    rejected=its_rejected,
+                    usage=batch.usage,
+                ),
+            )
         if self.progress is not None:
             self.progress(route.name, counts)
         return cancel
 
-    async def commit(
-        self,
-        state: State,
-        *,
-        member: str | None = None,
-        usage: list[UsageQuantity] | None = None,
-        fingerprint: str = "",
-        rejects: list[Reject] | None = None,
-        refused: list[Reject] | None = None,
-        held: list[Reject] | None = None,
-    ) -> bool:
-        """Commit the route's state with the run's counters, and a batch's usage and dead letters
-        (the source's rejects, the records the destination refused, those a transform held) if
-        any, in one transaction; whether the run was asked to stop."""
+    async def commit(self, state: State, batches: Sequence[BatchEffects] = ()) -> bool:
+        """Commit the route's state with the run's counters, and the usage and dead letters of
+        the `batches` it covers, in one transaction; whether the run was asked to stop."""
         route = self.route
-        return await commit_batch(
+        return await commit_checkpoint(
             self.engine,
             run_id=self.info.id,
             route=route.name,
             stream=route.source_stream,
-            member=member or route.member,
             service=route.service,
             state=state,
             generation=self.start.generation,
             counts=self.counts,
-            usage=usage or [],
-            fingerprint=fingerprint,
-            rejects=rejects or [],
-            refused=refused or [],
-            held=held or [],
+            batches=batches,
             calendar=self.calendar,
         )
 
