@@ -56,6 +56,7 @@ class FlatFileReader(FlatFileConnection):
         if state and "part" in state:
             async for batch in self._read_part(mapping, state):
                 yield batch
+                del batch  # the destination's now: not held while the next is read
             return
         folder = self._folder()
         files: dict[str, dict[str, Any]] = dict((state or {}).get("files", {}))
@@ -74,6 +75,7 @@ class FlatFileReader(FlatFileConnection):
                     ):
                         given = (dict(files), dict(seen))
                         yield batch
+                        del batch  # the destination's now: not held while the next is read
             except FileChanged:
                 log.warning("flat_file.file_changed_while_read", file=entry.name, stream=stream)
         if (files, seen) != given:  # files forgotten or looked at again: keep that too
@@ -110,6 +112,7 @@ class FlatFileReader(FlatFileConnection):
                 files[entry.name] = {"sha256": checksum, "rows": delivered, "complete": False}
                 files[entry.name] |= stamp
                 yield sdk.Batch(records=records, rejects=rejects, state=_state(files, seen))
+                del records, rejects  # the destination's now: not held while the next is read
         files[entry.name] = {"sha256": checksum, "rows": delivered, "complete": True} | stamp
         yield sdk.Batch(records=[], state=_state(files, seen))
 
@@ -261,6 +264,7 @@ class FlatFileReader(FlatFileConnection):
                 yield sdk.Batch(
                     records=records, rejects=rejects, state={**state, "part": dict(part)}
                 )
+                del records, rejects  # the destination's now: not held while the next is read
         yield sdk.Batch(records=[], state={**state, "part": part | {"complete": True}})
 
     def _batches(

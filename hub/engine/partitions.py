@@ -270,6 +270,10 @@ def _part_main(run: Run, state: State, writer: Connection, stop: Event) -> None:
 class PartRun(Run):
     """The run, reading one part: each written batch's checkpoint is sent to the run to commit."""
 
+    # The parts overlap one another's reads and writes already: reading ahead within a part
+    # only holds a second batch in every process.
+    reads_ahead = False
+
     def __init__(self, run: Run, send: Callable[[PartBatch], None], stop: Event) -> None:
         super().__init__(
             run.engine, run.host, run.route, run.info.id, run.info.trigger, run.start, None, None

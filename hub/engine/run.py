@@ -58,10 +58,6 @@ from hub.store.tables import runs
 
 log = structlog.get_logger("hub.engine")
 
-#: Batches read ahead of delivery, the one being read included: the next batch is read while
-#: the destination writes, and no further one is begun. (A bounded queue alone let a third batch
-#: be read while a second waited in it: 3 MiB more per 5,000 records, and no faster.)
-READ_AHEAD = 1
 
 T = TypeVar("T")
 
@@ -197,6 +193,12 @@ async def run_claimed(
 
 class Run:
     """The moving parts of one run."""
+
+    #: Whether the source reads the next batch while the destination writes one (and no further
+    #: one: a bounded queue alone let a third batch be read while a second waited in it, 3 MiB
+    #: more per 5,000 records and no faster). Without, a batch is read once the one before it
+    #: is committed, and nothing of that one is held while it is read.
+    reads_ahead = True
 
     def __init__(
         self,
@@ -432,7 +434,12 @@ class Run:
     async def pump(self, source: Connector, destination: Connector, start: State | None) -> str:
         """Read `source` after `start`, write, and checkpoint every batch in read order."""
         queue: asyncio.Queue[Batch | _SourceFailed | None] = asyncio.Queue()
-        ahead = asyncio.Semaphore(READ_AHEAD)  # taken to read a batch, given back when it is taken
+        # Taken to read a batch; given back when the batch is taken from the queue, or once it
+        # is committed (`reads_ahead` false).
+        reading = asyncio.Semaphore(1)
+        taken, committed = (reading.release, _nothing)
+        if not self.reads_ahead:
+            taken, committed = committed, taken
         blame_source = self.blame_source
 
         async def produce() -> None:
@@ -446,13 +453,14 @@ class Run:
                         return None
 
                 while True:
-                    await ahead.acquire()
+                    await reading.acquire()
                     batch = await self.call(
                         next_batch(), "read", blame_source, expect=(Batch, type(None))
                     )
                     if batch is None:
                         break
                     queue.put_nowait(batch)
+                    del batch  # not held here while the next one is read
             except Exception as error:
                 await queue.put(
                     _SourceFailed(
@@ -468,24 +476,26 @@ class Run:
         state = start
         try:
             while (item := await queue.get()) is not None:
-                ahead.release()
+                taken()
                 if isinstance(item, _SourceFailed):
                     # What was written before the failure keeps its checkpoints.
-                    await self._commit(source, writing_now, len(writing_now))
+                    await self._commit(source, writing_now, len(writing_now), committed)
                     raise item.error
                 # Deletes neither overtake an earlier batch's writes nor are overtaken by a
                 # later one's: a batch carrying them is written alone.
                 alone = bool(item.deletes)
-                if alone and await self._commit(source, writing_now, len(writing_now)):
+                if alone and await self._commit(source, writing_now, len(writing_now), committed):
                     return "cancelled"
                 write = asyncio.create_task(self.send(destination, item))
                 writing_now.append(Delivery(item, state, write))
                 state = item.state
+                del item  # the delivery holds it, until it is committed
                 in_flight = 1 if alone else limit
-                if await self._commit(source, writing_now, len(writing_now) - in_flight + 1):
-                    await self._commit(source, writing_now, len(writing_now))
+                waited = len(writing_now) - in_flight + 1
+                if await self._commit(source, writing_now, waited, committed):
+                    await self._commit(source, writing_now, len(writing_now), committed)
                     return "cancelled"
-            cancel = await self._commit(source, writing_now, len(writing_now))
+            cancel = await self._commit(source, writing_now, len(writing_now), committed)
             return "cancelled" if cancel else "succeeded"
         finally:
             for delivery in writing_now:
@@ -505,31 +515,42 @@ class Run:
             )
         return limit
 
-    async def _commit(self, source: Connector, writing_now: deque[Delivery], count: int) -> bool:
-        """Wait for the oldest `count` writes in turn, commit each one's checkpoint and tell the
-        source; whether the run was asked to stop."""
+    async def _commit(
+        self,
+        source: Connector,
+        writing_now: deque[Delivery],
+        count: int,
+        committed: Callable[[], object],
+    ) -> bool:
+        """Wait for the oldest `count` writes in turn, commit each one's checkpoint, tell the
+        source and call `committed()`; whether the run was asked to stop."""
         cancel = False
         for _ in range(max(count, 0)):
-            delivery = writing_now[0]
-            sent = await delivery.write
-            writing_now.popleft()
-            batch = delivery.batch
-            delivered = Delivered(
-                state_before=delivery.state_before,
-                state=batch.state,
-                member=batch.member or self.route.member,
-                read=len(batch.records) + len(batch.rejects),
-                written=sent.written,
-                rejects=batch.rejects,
-                refused=sent.refused,
-                held=sent.held,
-                deleted=sent.deleted,
-                usage=sent.usage,
-            )
-            cancel = await self.checkpoint(delivered) or cancel
-            await self.acknowledge(source, batch.state)
-            cancel = cancel or self.stopping()
+            cancel = await self._commit_oldest(source, writing_now) or cancel
+            committed()
         return cancel
+
+    async def _commit_oldest(self, source: Connector, writing_now: deque[Delivery]) -> bool:
+        """`_commit` for the oldest write (nothing of its batch outlives the call)."""
+        delivery = writing_now[0]
+        sent = await delivery.write
+        writing_now.popleft()
+        batch = delivery.batch
+        delivered = Delivered(
+            state_before=delivery.state_before,
+            state=batch.state,
+            member=batch.member or self.route.member,
+            read=len(batch.records) + len(batch.rejects),
+            written=sent.written,
+            rejects=batch.rejects,
+            refused=sent.refused,
+            held=sent.held,
+            deleted=sent.deleted,
+            usage=sent.usage,
+        )
+        cancel = await self.checkpoint(delivered)
+        await self.acknowledge(source, batch.state)
+        return cancel or self.stopping()
 
     async def acknowledge(self, source: Connector, state: State) -> None:
         """Tell the source a checkpoint holding `state` is committed (an inbound route's inbox
@@ -864,3 +885,7 @@ async def finish(
                 )
     finally:
         forget(run_id)
+
+
+def _nothing() -> None:
+    """What `Run.pump` does where a run that reads ahead has nothing to do."""
