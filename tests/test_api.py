@@ -8,6 +8,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -35,7 +36,9 @@ SAMPLE_PATHS = {
 
 
 def month() -> str:
-    return datetime.now(UTC).strftime("%Y-%m")
+    """This month where the example cooperative bills (config/cooperative.toml's time zone): in
+    the first hours of a month in UTC it is still the last month there."""
+    return datetime.now(ZoneInfo("America/New_York")).strftime("%Y-%m")
 
 
 async def facts(hub) -> dict[str, object]:
