@@ -437,9 +437,8 @@ class Run:
         # Taken to read a batch; given back when the batch is taken from the queue, or once it
         # is committed (`reads_ahead` false).
         reading = asyncio.Semaphore(1)
-        taken, committed = (reading.release, _nothing)
-        if not self.reads_ahead:
-            taken, committed = committed, taken
+        taken = reading.release if self.reads_ahead else _nothing
+        committed = _nothing if self.reads_ahead else reading.release
         blame_source = self.blame_source
 
         async def produce() -> None:
