@@ -258,7 +258,7 @@ cells = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(
     rows=st.lists(st.lists(cells, min_size=3, max_size=3), max_size=40),
-    line_end=st.sampled_from(["\r\n", "\n"]),
+    line_end=st.sampled_from(["\r\n", "\n", "\r"]),
     last_line_end=st.booleans(),
     parts=st.integers(1, 6),
     min_rows=st.integers(1, 12),

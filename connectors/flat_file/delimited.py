@@ -76,6 +76,8 @@ class _ByteRange(io.RawIOBase):
 #: Every byte but the quote and the newline, deleted to look at a block's quoting at C speed.
 _NOT_QUOTE_OR_NEWLINE = bytes(b for b in range(256) if b not in b'"\n')
 _QUOTE_OR_LINE_END = re.compile(rb'"|\r\n?|\n')
+#: A CR that does not start a CRLF: it ends a row on its own, which the fast path does not count.
+_LONE_CR = re.compile(rb"\r(?!\n)")
 
 
 def split_rows(
@@ -100,7 +102,7 @@ def split_rows(
             digest.update(block)
             reduced = block.translate(None, _NOT_QUOTE_OR_NEWLINE)
             settled = not quoted and b'"' not in reduced.replace(b'""', b"")
-            if settled and block.count(b"\r") == block.count(b"\r\n"):
+            if settled and (b"\r" not in block or not _LONE_CR.search(block)):
                 while targets and (newline := block.find(b"\n", max(targets[0] - offset, 0))) >= 0:
                     starts.append((offset + newline + 1, rows + block.count(b"\n", 0, newline + 1)))
                     targets.pop(0)
