@@ -85,3 +85,27 @@ def test_an_account_off_the_layout_is_a_reject_every_time_it_comes():
         ("pay.csv:1", "account code 'ZZZ' does not fit the nys layout"),
         ("pay.csv:3", "account code 'ZZZ' does not fit the nys layout"),
     ]
+
+
+def test_records_share_one_object_per_repeated_value():
+    # Each row parsed from a file holds its own copy of every cell's text.
+    rows = [[cell[:1] + cell[1:] for cell in row()] for _ in range(3)]
+    assert rows[0][0] is not rows[1][0]
+
+    records, rejects = build()(rows, [1, 2, 3])
+
+    assert rejects == []
+    for field in ("pay_run_id", "code", "pay_date", "updated_at", "account"):
+        assert len({id(getattr(r, field)) for r in records}) == 1, field
+    assert records[0].pay_run_id == "R1" and records[0].pay_date == date(2026, 10, 15)
+
+
+def test_a_date_that_is_no_date_is_rejected_with_its_field_every_time_it_comes():
+    bad = ["R1", "2026-02-30", *row()[2:]]
+    records, rejects = build()([bad, row(), bad], [1, 2, 3])
+
+    assert len(records) == 1
+    assert [(r.position, r.reason) for r in rejects] == [
+        ("pay.csv:1", "Invalid RFC3339 encoded date - at `$.pay_date`"),
+        ("pay.csv:3", "Invalid RFC3339 encoded date - at `$.pay_date`"),
+    ]
